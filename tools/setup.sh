@@ -27,7 +27,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-HASH=$(cat requirements/lock.txt <("$PY" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-16)
+# lock.txt: the full pinned set; nodeps.txt: data-only packages (intent templates, ...) installed
+# without their dependencies, which avsuite never imports.
+touch requirements/nodeps.txt
+HASH=$(cat requirements/lock.txt requirements/nodeps.txt <("$PY" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-16)
 ENV="$CACHE/env-$HASH"
 if [ ! -f "$ENV/.complete" ]; then
   echo "[setup] creating the pinned environment $ENV (torch is ~8.5 GB: a few minutes, once)"
@@ -35,6 +38,9 @@ if [ ! -f "$ENV/.complete" ]; then
   "$PY" -m venv "$ENV"
   "$ENV/bin/pip" install -q --upgrade pip
   "$ENV/bin/pip" install -q -r requirements/lock.txt
+  if grep -q '[^[:space:]]' requirements/nodeps.txt; then
+    "$ENV/bin/pip" install -q --no-deps -r requirements/nodeps.txt
+  fi
   touch "$ENV/.complete"
 fi
 
