@@ -30,9 +30,11 @@ def nspt_loss(student: Tensor, teacher: Tensor, labels: Tensor, rehearsal: Tenso
     t_pos = teacher[rehearsal].detach()
     contrast = torch.cat([t_pos, student], dim=0)
     c_lab = torch.cat([a_lab, labels], dim=0)
-    # exclude same-class student embeddings (neither positive nor negative)
+    # teachers count only as positives (other-class teachers are left out); students only as
+    # negatives (same-class students are left out)
+    other_teacher = a_lab[:, None] != a_lab[None, :]
     same_student = a_lab[:, None] == labels[None, :]
-    exclude = torch.cat([torch.zeros_like(same_student[:, : t_pos.shape[0]]), same_student], dim=1)
+    exclude = torch.cat([other_teacher, same_student], dim=1)
     return sup_contrastive(anchors, a_lab, contrast, c_lab, temperature=temperature, exclude=exclude)
 
 

@@ -22,7 +22,6 @@ the same task and step with the same memory. Writes ``OUT/config.yaml``, ``OUT/t
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -322,6 +321,14 @@ class Harness:
         parts["loss"] = total
         return parts
 
+    def frozen_copy(self, state: dict[str, Tensor]) -> IntentModel:
+        """A frozen, eval-mode model with ``state`` (the teacher); the frontend is not deep-copyable."""
+        teacher = _make_model(self.cfg, self.sc).to(self.device)
+        teacher.load_state_dict(state)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.eval()
+
     def uses_memory(self) -> bool:
         return self.cfg.method in ("replay", "coconut")
 
@@ -377,8 +384,7 @@ class Harness:
         self.state = RunState(task=ck["task"], step=ck["step"], R=ck["R"], seen=ck["seen"])
         self.model.load_state_dict(ck["model"])
         if ck["teacher"] is not None:
-            self.teacher = copy.deepcopy(self.model).eval()
-            self.teacher.load_state_dict(ck["teacher"])
+            self.teacher = self.frozen_copy(ck["teacher"])
         self.buffer.load_state_dict(ck["buffer"])
         torch.set_rng_state(ck["rng"])
         if ck["opt"] is not None and self.state.task < self.sc.num_tasks:
@@ -406,7 +412,7 @@ class Harness:
             self.opt.step()
             self.sched.step()
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             st.step = step + 1
             if st.step % every == 0 and st.step < len(plan):
                 self.save()
@@ -417,9 +423,7 @@ class Harness:
             self.update_memory(task)
         st.R.append(row)
         st.seen.append(seen_acc)
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = self.frozen_copy(self.model.state_dict())
         st.task, st.step, self.opt, self.sched = task + 1, 0, None, None
         self.save()
         n = max(len(plan) - 0, 1)
