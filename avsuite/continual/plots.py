@@ -38,3 +38,32 @@ def plot_accuracy_curves(curves: Mapping[str, Sequence[float]], out: str | Path,
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def compare_runs(runs: Mapping[str, str | Path], out_png: str | Path | None = None) -> str:
+    """Read ``metrics.json`` of several runs; return a markdown table (and plot their curves).
+
+    ``runs``: name -> run dir. Every run needs ``acc_after_task_<t>`` keys (written by continual_slu).
+    """
+    import json
+
+    lines = ["| method | avg acc (%) | last acc (%) | forgetting (%) | BWT (%) | acc after each task (%) |",
+             "|---|---|---|---|---|---|"]
+    curves = {}
+    for name, run in runs.items():
+        m = json.loads((Path(run) / "metrics.json").read_text())
+        n = int(m["num_tasks"])
+        curves[name] = [m[f"acc_after_task_{t}"] for t in range(n)]
+        lines.append(f"| {name} | {100 * m['avg_acc']:.1f} | {100 * m['last_acc']:.1f} | "
+                     f"{100 * m['forgetting']:.1f} | {100 * m['bwt']:.1f} | "
+                     + " / ".join(f"{100 * a:.1f}" for a in curves[name]) + " |")
+    if out_png is not None:
+        plot_accuracy_curves(curves, out_png)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m avsuite.continual.plots OUT.png NAME=RUN_DIR ...
+    import sys
+
+    pairs = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    print(compare_runs(pairs, sys.argv[1]))
