@@ -76,3 +76,19 @@ def test_metrics_on_hand_worked_matrix():
     assert summarize([[0.3]], [0.3])["forgetting"] == 0.0
     with pytest.raises(ValueError):
         summarize([[0.3], [0.2]], [0.3, 0.2])
+
+
+def test_compare_runs_table_and_plot(tmp_path):
+    import json
+
+    from avsuite.continual.plots import compare_runs
+
+    for name, accs in {"finetune": [0.8, 0.4], "joint": [0.8, 0.7]}.items():
+        (tmp_path / name).mkdir()
+        R = [[accs[0]], [accs[1] - 0.1, accs[1] + 0.1]]
+        m = {**summarize(R, accs), **{f"acc_after_task_{t}": a for t, a in enumerate(accs)}}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    table = compare_runs({n: tmp_path / n for n in ("finetune", "joint")}, tmp_path / "acc.png")
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| finetune | 60.0 | 40.0 | 50.0 | -50.0 | 80.0 / 40.0 |")
+    assert (tmp_path / "acc.png").stat().st_size > 1000
