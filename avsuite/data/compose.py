@@ -136,14 +136,17 @@ def _dedupe(caps: list[str]) -> list[str]:
     return list(dict.fromkeys(caps))
 
 
-def stage_captions(kind: Kind, x: str, y: str | None, stage: Stage, other: str | None = None) -> tuple[list[str], list[str]]:
+def stage_captions(
+    kind: Kind, x: str, y: str | None, stage: Stage, other: str | None = None
+) -> tuple[list[str], list[str]]:
     """``(positives, negatives)`` of one example; ``other`` is a third event (teminal_a singles)."""
     if stage not in ("compa", "teminal_a", "teminal_b"):
         raise ValueError(f"stage must be 'compa', 'teminal_a' or 'teminal_b', got {stage!r}")
     if kind == "single":
         if stage != "teminal_a" or other is None:
             return [x], []
-        return [x], concat_captions(x, other)[0][:1] + concat_captions(other, x)[0][:1] + overlay_captions(x, other)[0][:1]
+        composites = concat_captions(x, other)[0][:1] + concat_captions(other, x)[0][:1]
+        return [x], composites + overlay_captions(x, other)[0][:1]
     pos, neg = (concat_captions if kind == "concat" else overlay_captions)(x, y)
     if stage == "teminal_a":
         neg = [x, y]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -17,7 +16,6 @@ from avsuite.data.compose import (
     concat,
     concat_captions,
     event_name,
-    loudness_normalize,
     overlay,
     overlay_captions,
     rms_dbfs,
@@ -107,7 +105,8 @@ def test_captions_and_negatives():
 
 
 def test_sampler_is_deterministic_and_consistent():
-    s1, s2, s3 = CompositionSampler(rows(), 7, sr=SR), CompositionSampler(rows(), 7, sr=SR), CompositionSampler(rows(), 8, sr=SR)
+    s1, s2 = CompositionSampler(rows(), 7, sr=SR), CompositionSampler(rows(), 7, sr=SR)
+    s3 = CompositionSampler(rows(), 8, sr=SR)
     ex1, ex2, ex3 = s1.take(12), list(zip(range(12), s2)), s3.take(12)
     for e1, (_, e2) in zip(ex1, ex2):
         assert torch.equal(e1["wave"], e2["wave"]) and e1["captions"] == e2["captions"]
@@ -123,7 +122,8 @@ def test_sampler_is_deterministic_and_consistent():
             assert y is None and e["captions"] == [x] and e["wave"].numel() == lengths[x]
         elif e["kind"] == "concat":
             assert x != y and e["captions"] == concat_captions(x, y)[0]
-            assert lengths[x] + lengths[y] + int(0.1 * SR) <= e["wave"].numel() <= lengths[x] + lengths[y] + int(0.5 * SR)
+            both = lengths[x] + lengths[y]
+            assert both + int(0.1 * SR) <= e["wave"].numel() <= both + int(0.5 * SR)
         else:
             assert e["captions"] == overlay_captions(x, y)[0]
             assert e["wave"].numel() == max(lengths[x], lengths[y])
@@ -145,7 +145,8 @@ def test_sampler_loads_manifest_rows(tmp_path):
     for k, row in enumerate(rows()):
         path = tmp_path / f"{k}.wav"
         sf.write(path, row["wave"].numpy(), SR)
-        r.append({"id": row["id"], "audio": str(path), **{key: row[key] for key in ("label", "captions") if key in row}})
+        names = {key: row[key] for key in ("label", "captions") if key in row}
+        r.append({"id": row["id"], "audio": str(path), **names})
     from_disk = CompositionSampler(r, 3, sr=SR).take(4)
     in_memory = CompositionSampler(rows(), 3, sr=SR).take(4)
     for a, b in zip(from_disk, in_memory):
