@@ -58,6 +58,25 @@ def test_lookahead_reports_the_consumed_position(rows):
     assert p.state_dict()["consumed"] == 2
 
 
+@pytest.mark.parametrize("kw", [{}, {"drop_last": True}, {"bucket_by_length": True, "batch_size": 2},
+                                {"bucket_by_length": True, "drop_last": True, "batch_size": 3}])
+def test_len_is_exact(rows, kw):
+    for world in (1, 2):
+        p = build_pipeline(rows, cfg(**kw), collate=collate_audio_text, train=True, rank=0, world_size=world)
+        assert len(p) == len(p.batch_plan()) == len(list(p))
+
+
+def test_state_at_the_end_of_an_epoch_starts_the_next(rows):
+    p = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
+    it = iter(p)
+    e0 = [next(it).ids for _ in range(len(p))]
+    q = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
+    q.load_state_dict(p.state_dict())        # consumed == len: the generator has not finished yet
+    e1 = [b.ids for b in q]
+    ref = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True, epoch=1)
+    assert e1 == [b.ids for b in ref] and e1 != e0
+
+
 def test_epochs_reshuffle_and_eval_is_ordered(rows):
     p = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
     e0, e1 = [b.ids for b in p], [b.ids for b in p]
