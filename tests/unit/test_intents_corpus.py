@@ -77,4 +77,17 @@ def test_tiny_build_writes_audio_and_is_cached(tmp_path):
     assert build_intents(tmp_path, **opts) == man and man.stat().st_mtime_ns == stamp   # cached
     info = json.loads((tmp_path / "build_info.json").read_text())
     assert info["packages"]["ovos-skill-weather"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["clips"] == len(rows) and summary["speakers_per_split"] == {"train": 1, "valid": 1, "test": 1}
     assert {x["split"] for x in read_manifest(tmp_path / "test.jsonl")} == {"test"}
+
+
+def test_corpora_table_interface():
+    from avsuite.data.corpora import intents
+
+    assert set(IntentBuildOptions.__dataclass_fields__) | {"progress"} == set(intents.DEFAULTS)
+    got = intents.inputs(intents.DEFAULTS)
+    assert got["ovos-skill-volume"] and "espeak-ng" in got
+    text = intents.format_summary({"clips": 3, "intents": 2, "hours": 0.01, "per_split": {"train": 3},
+                                   "speakers_per_split": {"train": 1}, "per_task": {"volume": 3}})
+    assert "3 clips" in text and "2 intents" in text

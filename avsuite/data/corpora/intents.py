@@ -280,46 +280,84 @@ def _check_engines(rows: list[dict[str, Any]]) -> None:
                                     f"{'espeak-ng' if engine == 'espeak' else engine}); or set n_{engine}=0")
 
 
+VERSION = 1
+#: options of the corpora table (``avsuite data build intents --out DIR [k=v]``)
+DEFAULTS: dict[str, Any] = {**asdict(IntentBuildOptions()), "progress": True}
+
+
+def inputs(options: dict[str, Any]) -> dict[str, Any]:
+    """Installed input versions (template packages, TTS engines) that a cached build depends on."""
+    found = {d: (md.version(d) if _installed(d) else None) for d in SKILLS}
+    found.update({exe: bool(shutil.which(exe)) for exe in ("espeak-ng", "flite", "text2wave")})
+    return found
+
+
+def build_rows(out: Path, options: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Speak every planned clip into ``out/audio`` (reusing finished clips); ``(rows, summary)``."""
+    opts = IntentBuildOptions(**{k: v for k, v in options.items() if k != "progress"})
+    rows = plan_rows(opts, load_templates(opts.max_expansions))
+    _check_engines(rows)
+    jobs = [{"id": r["id"], "path": str(Path(out) / r["audio"]), "speaker": r["speaker"], "text": r["text"],
+             "speed": r["speed"]} for r in rows]
+    durations = _run_jobs(jobs, opts.workers, options.get("progress", True))
+    for r in rows:
+        r["duration"] = round(durations[r["id"]], 4)
+    summary = {"clips": len(rows), "intents": len({r["label"] for r in rows}),
+               "hours": round(sum(r["duration"] for r in rows) / 3600, 4)}
+    for key in ("split", "task", "engine"):
+        summary[f"per_{key}"] = {}
+        for r in rows:
+            summary[f"per_{key}"][r[key]] = summary[f"per_{key}"].get(r[key], 0) + 1
+    summary["speakers_per_split"] = {sp: len({r["speaker"] for r in rows if r["split"] == sp})
+                                     for sp in ("train", "valid", "test")}
+    return rows, summary
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    return (f"intents: {info['clips']} clips, {info['intents']} intents, {info['hours'] * 60:.1f} min; "
+            f"clips per split {info['per_split']}, speakers per split {info['speakers_per_split']}, "
+            f"per skill {info['per_task']}")
+
+
 def build_intents(out: Path, *, force: bool = False, **options: Any) -> Path:
     """Build (or reuse) the spoken-intent corpus under ``out``; return ``out/manifest.jsonl``.
 
     ``options`` are :class:`IntentBuildOptions` fields (e.g. ``per_speaker=4`` for a bigger build).
+    Also writes ``train.jsonl`` / ``valid.jsonl`` / ``test.jsonl`` and ``summary.json``.
     """
+    from avsuite.checkpoint import atomic_write_text
     from avsuite.data.manifest import write_manifest
 
     out = Path(out)
-    unknown = set(options) - set(IntentBuildOptions.__dataclass_fields__)
+    unknown = set(options) - set(DEFAULTS)
     if unknown:
-        raise IntentCorpusError(f"unknown option(s) {sorted(unknown)}; valid: {sorted(IntentBuildOptions.__dataclass_fields__)}")
-    opts = IntentBuildOptions(**options)
+        raise IntentCorpusError(f"unknown option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    IntentBuildOptions(**{k: v for k, v in opts.items() if k != "progress"})   # validate early
     manifest, info_path = out / "manifest.jsonl", out / "build_info.json"
-    info = {k: v for k, v in asdict(opts).items() if k != "workers"}
-    info["packages"] = {d: (md.version(d) if _installed(d) else None) for d in SKILLS}
+    info = {k: v for k, v in opts.items() if k not in ("workers", "progress")}
+    info["packages"] = inputs(opts)
     if not force and manifest.is_file() and info_path.is_file() and json.loads(info_path.read_text()) == info:
         return manifest
-    intents = load_templates(opts.max_expansions)
-    rows = plan_rows(opts, intents)
-    _check_engines(rows)
     if force and (out / "audio").exists():
         shutil.rmtree(out / "audio")
-    jobs = [{"id": r["id"], "path": str(out / r["audio"]), "speaker": r["speaker"], "text": r["text"],
-             "speed": r["speed"]} for r in rows]
-    durations = _run_jobs(jobs, opts.workers)
-    for r in rows:
-        r["duration"] = round(durations[r["id"]], 4)
+    rows, summary = build_rows(out, opts)
     write_manifest(rows, manifest)
     for split in ("train", "valid", "test"):
         write_manifest([r for r in rows if r["split"] == split], out / f"{split}.jsonl")
-    from avsuite.checkpoint import atomic_write_text
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     atomic_write_text(info_path, json.dumps(info, indent=1, sort_keys=True))
+    if opts["progress"]:
+        print(format_summary(summary))
     return manifest
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int) -> dict[str, float]:
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool = True) -> dict[str, float]:
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm ships with the pinned set
         tqdm = None
+    tqdm = tqdm if progress else None
     durations: dict[str, float] = {}
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(_synth_job, jobs, chunksize=16)
