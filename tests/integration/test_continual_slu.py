@@ -122,3 +122,13 @@ def test_coconut_with_the_pretrained_minilm_text_tower(tmp_path, manifest):
     assert math.isfinite(m["avg_acc"])
     task1 = json.loads((tmp_path / "mini" / "tasks" / "task_1.json").read_text())
     assert task1["train_mm"] > 0 and task1["train_nspt"] > 0
+
+
+def test_replay_with_knowledge_distillation_and_reservoir(tmp_path, manifest):
+    torch.set_num_threads(1)
+    m = rec.train(_cfg(manifest, "method=replay", "loss.kd_weight=1.0", "memory.kind=reservoir",
+                       "trainer.max_epochs=2"), tmp_path / "kd")
+    task1 = json.loads((tmp_path / "kd" / "tasks" / "task_1.json").read_text())
+    assert task1["train_kd"] > 0 and task1["memory"] == 8 and math.isfinite(m["avg_acc"])
+    task0 = json.loads((tmp_path / "kd" / "tasks" / "task_0.json").read_text())
+    assert "train_kd" not in task0                         # no teacher before the first task ends
