@@ -468,7 +468,7 @@ def train(cfg: Config, out: Path, resume: bool = False, *, _stop_at: tuple[int, 
     write_metrics(out, metrics)
     export_model(out, h.model.state_dict(), h.model.export_config())
     try:
-        from avsuite.continual.plots import plot_accuracy_curves
+        from avsuite.viz_continual import plot_accuracy_curves
         plot_accuracy_curves({cfg.method: h.state.seen}, out / "accuracy.png",
                              classes_per_task=[len(t) for t in sc.tasks])
     except ImportError:  # matplotlib missing: the numbers are in metrics.json

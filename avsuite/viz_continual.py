@@ -1,4 +1,4 @@
-"""Plots of a continual run (matplotlib is imported lazily, inside the function)."""
+"""Plots of continual runs (matplotlib is imported lazily, inside the functions)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def compare_runs(runs: Mapping[str, str | Path], out_png: str | Path | None = No
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m avsuite.continual.plots OUT.png NAME=RUN_DIR ...
+if __name__ == "__main__":  # python -m avsuite.viz_continual OUT.png NAME=RUN_DIR ...
     import sys
 
     pairs = dict(arg.split("=", 1) for arg in sys.argv[2:])
