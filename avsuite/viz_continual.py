@@ -65,5 +65,5 @@ def compare_runs(runs: Mapping[str, str | Path], out_png: str | Path | None = No
 if __name__ == "__main__":  # python -m avsuite.viz_continual OUT.png NAME=RUN_DIR ...
     import sys
 
-    pairs = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    pairs = dict(arg.rsplit("=", 1) for arg in sys.argv[2:])
     print(compare_runs(pairs, sys.argv[1]))
