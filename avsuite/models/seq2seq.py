@@ -85,7 +85,7 @@ class SpeechSeq2Seq(nn.Module):
         seq = torch.full((b, 1), BOS, dtype=torch.long, device=feats.device)
         done = torch.zeros(b, dtype=torch.bool, device=feats.device)
         for _ in range(self._max_len(mask, max_len)):
-            nxt = self.decoder(seq, memory, mask)[:, -1].argmax(-1)
+            nxt = _no_specials(self.decoder(seq, memory, mask)[:, -1]).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, EOS), nxt)
             seq = torch.cat([seq, nxt[:, None]], 1)
             done |= nxt == EOS
@@ -106,7 +106,7 @@ class SpeechSeq2Seq(nn.Module):
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
         steps = self._max_len(mask, max_len)
         for t in range(steps):
-            logp = self.decoder(seq, memory, mask)[:, -1].log_softmax(-1)      # (B*K, V)
+            logp = _no_specials(self.decoder(seq, memory, mask)[:, -1]).log_softmax(-1)   # (B*K, V)
             vocab = logp.shape[-1]
             cand = (scores.reshape(-1, 1) + logp).view(b, k * vocab)
             top, idx = cand.topk(2 * k, dim=1)
@@ -137,6 +137,14 @@ class SpeechSeq2Seq(nn.Module):
             if all(len(f) >= k for f in finished):
                 break
         return [max(f)[1] if f else [] for f in finished]
+
+
+def _no_specials(logits: Tensor) -> Tensor:
+    """Never emit padding or BOS while decoding."""
+    logits = logits.clone()
+    logits[:, PAD] = float("-inf")
+    logits[:, BOS] = float("-inf")
+    return logits
 
 
 def _strip(ids: list[int]) -> list[int]:
