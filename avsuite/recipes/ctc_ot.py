@@ -12,13 +12,14 @@ Data: manifest rows ``{"id", "audio", "text", "translation": {lang: ...}, "split
 ``offset``/``duration`` in seconds). Clips are decoded once and their fbank features cached in memory
 (the frontend has no parameters, so this equals running it in the model each step). Bad rows never
 reach the loss: empty or annotation-only transcripts, characters outside the vocabulary
-(``task.on_oov``), undecodable audio, audio too short for the 4x subsampling or for its CTC
+(``task.on_oov``), undecodable audio (the shared pipeline's ``unreadable``), audio too short for the 4x subsampling or for its CTC
 target, audio longer than ``data.max_seconds``: each is skipped and counted in ``metrics.json``
 (``skipped_<reason>``), or raises an error naming the row with ``data.strict: true``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter, deque
@@ -31,28 +32,16 @@ import torch
 from torch import Tensor
 
 from avsuite.audio.frontend import AudioFrontend, FrontendConfig, kaldi_fbank
-from avsuite.checkpoint import atomic_write_text, load_model_dir, save_model_dir
-from avsuite.config import dump_config
+from avsuite.checkpoint import load_model_dir
+from avsuite.data.pipeline import DataConfig, build_pipeline
 from avsuite.eval.asr import decode
 from avsuite.eval.speech_metrics import all_metrics
 from avsuite.losses.ctc import ctc_min_frames, ctc_ot_loss
 from avsuite.models.seq2seq import average_state_dicts
 from avsuite.models.speech import ConvSubsampler, build_model, model_config, preset
-from avsuite.models.text_tokenizer import (UNK, normalize_transcript, normalize_translation, tokenizer_from,
-                                           train_tokenizer)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataConfig:
-    manifest: str = ""
-    valid_manifest: str | None = None
-    test_manifest: str | None = None
-    sample_rate: int = 16000
-    max_seconds: float = 20.0
-    min_seconds: float = 0.0
-    batch_size: int = 16
-    seed: int = 0
-    strict: bool = False
+from avsuite.models.text_tokenizer import normalize_transcript, normalize_translation, tokenizer_from, train_tokenizer
+from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
+                                    resume_path, write_config, write_metrics)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +51,10 @@ class TaskConfig:
     tokenizer: Literal["char", "sentencepiece"] = "char"
     vocab_size: int = 300
     on_oov: Literal["unk", "skip", "error"] = "skip"
+    #: SpecAugment (2 frequency + 2 time masks) on the cached fbank during training
+    spec_augment: bool = True
+    #: average the weights of the last N validation points at the end of training (0 = off)
+    average_last: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,26 +81,6 @@ class LossConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 100
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainerConfig:
-    max_steps: int = 200
-    val_every: int = 50
-    log_every_n_steps: int = 10
-    gradient_clip_val: float = 5.0
-    seed: int = 0
-    spec_augment: bool = True
-    #: average the weights of the last N validation points at the end (0 = off)
-    average_last: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
 class DecodeConfig:
     method: Literal["greedy", "beam"] = "beam"
     beam: int = 5
@@ -118,12 +91,13 @@ class DecodeConfig:
 @dataclass(frozen=True, kw_only=True)
 class Config:
     frontend: FrontendConfig = field(default_factory=lambda: kaldi_fbank(normalize="utterance"))
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_seconds=20.0))
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=(0.9, 0.98), warmup_steps=100))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=200, val_every_n_steps=50,
+                                                                        gradient_clip_val=5.0))
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
@@ -159,14 +133,20 @@ def row_targets(row: dict[str, Any], stage: str, lang: str) -> tuple[str, str]:
     return src, src
 
 
-def _load_wave(row: dict[str, Any], sr: int) -> Tensor:
-    from avsuite.audio.io import load_audio
-
-    wave, _ = load_audio(row["audio"], sr)
-    if "offset" in row:
-        start = int(float(row["offset"]) * sr)
-        wave = wave[start: start + int(float(row.get("duration", 0)) * sr) or None]
-    return wave
+def decode_rows(rows: list[dict[str, Any]], data: DataConfig) -> tuple[dict[str, Tensor], Counter]:
+    """Decode every row's audio once with the shared pipeline (no cropping) -> ``{id: (T,) wave}``."""
+    dcfg = dataclasses.replace(data, max_seconds=None, min_seconds=0.0, shuffle_window=0, bucket_by_length=False,
+                               drop_last=False)
+    pipe = build_pipeline(rows, dcfg, collate=lambda examples: examples, train=False)
+    waves = {}
+    for batch in pipe:
+        for ex in batch:
+            wave, row = ex["wave"], ex["row"]
+            if "offset" in row:   # a segment of a longer recording (MuST-C)
+                start = int(float(row["offset"]) * data.sample_rate)
+                wave = wave[start: start + int(float(row.get("duration", 0)) * data.sample_rate) or None]
+            waves[ex["id"]] = wave
+    return waves, Counter(pipe.stats.counts)
 
 
 def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
@@ -174,10 +154,13 @@ def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, sr
     """Decode, featurise, tokenise and filter rows -> examples + ``Counter`` of skip reasons.
 
     ``training=False`` (scoring) keeps rows whose CTC target would not fit their frames."""
-    examples, skipped = [], Counter()
+    waves, skipped = decode_rows(rows, cfg.data)
+    examples = []
     for row in rows:
+        if row["id"] not in waves:
+            continue              # unreadable audio: counted by the pipeline
         try:
-            examples.append(_example(row, cfg, frontend, src_tok, tgt_tok, training))
+            examples.append(_example(row, waves[row["id"]], cfg, frontend, src_tok, tgt_tok, training))
         except BadRow as exc:
             reason, msg = exc.args
             if cfg.data.strict:
@@ -186,10 +169,8 @@ def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, sr
     return examples, skipped
 
 
-def _example(row: dict[str, Any], cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
+def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
              training: bool) -> dict:
-    from avsuite.audio.io import AudioDecodeError
-
     src, tgt = row_targets(row, cfg.task.stage, cfg.task.target_lang)
     for tok, text in ((src_tok, src), (tgt_tok, tgt)):
         if tok.count_oov(text):
@@ -197,12 +178,8 @@ def _example(row: dict[str, Any], cfg: Config, frontend: AudioFrontend, src_tok:
                 raise BadRow("oov", f"row {row['id']!r}: characters outside the vocabulary in {text!r}")
             if cfg.task.on_oov == "skip":
                 raise BadRow("oov", "")
-    try:
-        wave = _load_wave(row, cfg.data.sample_rate)
-    except AudioDecodeError as exc:
-        raise BadRow("bad_audio", f"row {row['id']!r}: {exc}") from None
     seconds = wave.numel() / cfg.data.sample_rate
-    if seconds > cfg.data.max_seconds:
+    if cfg.data.max_seconds is not None and seconds > cfg.data.max_seconds:
         raise BadRow("too_long", f"row {row['id']!r}: {seconds:.1f} s > data.max_seconds={cfg.data.max_seconds}")
     if seconds < cfg.data.min_seconds or wave.numel() < frontend.frame_length:
         raise BadRow("too_short", f"row {row['id']!r}: {seconds:.3f} s is too short")
@@ -282,11 +259,11 @@ class CTCOTModule(L.LightningModule):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.gen = torch.Generator().manual_seed(cfg.trainer.seed)
-        self.snapshots: deque = deque(maxlen=max(cfg.trainer.average_last, 1))
+        self.snapshots: deque = deque(maxlen=max(cfg.task.average_last, 1))
 
     def losses(self, batch: dict[str, Any], train: bool) -> dict[str, Tensor]:
         feats = batch["feats"]
-        if train and self.cfg.trainer.spec_augment:
+        if train and self.cfg.task.spec_augment:
             feats = spec_augment(feats, batch["n_frames"], self.gen)
         c = self.cfg.loss
         if self.cfg.task.stage == "pretrain":
@@ -309,21 +286,11 @@ class CTCOTModule(L.LightningModule):
         self.log_dict({f"valid_{k}": v for k, v in out.items()}, batch_size=len(batch["ids"]))
 
     def on_validation_end(self) -> None:
-        if self.cfg.trainer.average_last > 0 and not self.trainer.sanity_checking:
+        if self.cfg.task.average_last > 0 and not self.trainer.sanity_checking:
             self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
     def configure_optimizers(self):
-        o, steps = self.cfg.optim, self.cfg.trainer.max_steps
-        opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
-
-        def factor(step: int) -> float:
-            if step < o.warmup_steps:
-                return (step + 1) / o.warmup_steps
-            frac = min((step - o.warmup_steps) / max(steps - o.warmup_steps, 1), 1.0)
-            return 0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item())
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_schedule(self.model.parameters(), self.cfg.optim, self.cfg.trainer.max_steps)
 
 
 def _tokenizers(cfg: Config, rows: list[dict[str, Any]], init: dict[str, Any] | None) -> tuple[Any, Any]:
@@ -382,7 +349,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     """Train one stage; writes ``config.yaml``, ``model/``, ``last.ckpt``, ``metrics.json`` under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    write_config(out, cfg)
     L.seed_everything(cfg.trainer.seed, verbose=False)
     if cfg.task.stage == "pretrain" and cfg.model.init_from:
         raise ValueError("model.init_from is for fine-tuning stages (task.stage asr/st)")
@@ -403,16 +370,16 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
                            own_file=cfg.data.valid_manifest is not None)
     valid_ex, v_skipped = prepare(valid_rows, cfg, frontend, src_tok, tgt_tok)
     module = CTCOTModule(model, cfg)
-    trainer = _trainer(cfg, out, has_valid=bool(valid_ex))
+    trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_ex))
     train_dl = torch.utils.data.DataLoader(train_ex, batch_sampler=_BatchSampler(train_ex, cfg.data.batch_size,
                                                                                  cfg.data.seed), collate_fn=collate)
     valid_dl = torch.utils.data.DataLoader(valid_ex, batch_sampler=batches(valid_ex, cfg.data.batch_size, shuffle=False),
                                            collate_fn=collate) if valid_ex else None
-    ckpt = out / "last.ckpt" if resume and (out / "last.ckpt").exists() else None
-    trainer.fit(module, train_dl, valid_dl, ckpt_path=ckpt)
-    if cfg.trainer.average_last > 1 and len(module.snapshots) > 1:
+    trainer.fit(module, train_dl, valid_dl, ckpt_path=resume_path(out, resume))
+    model.cpu()
+    if cfg.task.average_last > 1 and len(module.snapshots) > 1:
         model.load_state_dict(average_state_dicts(list(module.snapshots)))
-    save_model_dir(out / "model", _model_state(model), mcfg)
+    export_model(out, _model_state(model), mcfg)
     metrics = {f"{k}": float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update({f"skipped_{k}": float(v) for k, v in skipped.items()})
     metrics.update({f"valid_skipped_{k}": float(v) for k, v in v_skipped.items()})
@@ -423,22 +390,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
         test = _score(model, cfg, test_rows)
         metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics.update({k: test[k] for k in ("wer", "cer", "bleu", "chrf")})
-    _write_metrics(out, metrics)
+    write_metrics(out, metrics)
     return metrics
-
-
-def _trainer(cfg: Config, out: Path, has_valid: bool) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    t = cfg.trainer
-    ckpt = ModelCheckpoint(dirpath=out, save_last=True, save_top_k=0, every_n_train_steps=t.val_every)
-    return L.Trainer(max_steps=t.max_steps, max_epochs=-1, accelerator="cpu", devices=1,
-                     gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
-                     val_check_interval=t.val_every if has_valid else None,
-                     check_val_every_n_epoch=None, limit_val_batches=1.0 if has_valid else 0,
-                     num_sanity_val_steps=0, callbacks=[ckpt], logger=CSVLogger(out, name="logs"),
-                     enable_model_summary=False, default_root_dir=out)
 
 
 def _loader(examples: list[dict[str, Any]], batch_size: int):
@@ -469,10 +422,6 @@ def _score(model: torch.nn.Module, cfg: Config, rows: list[dict[str, Any]]) -> d
     return metrics
 
 
-def _write_metrics(out: Path, metrics: dict[str, float]) -> None:
-    atomic_write_text(Path(out) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-
-
 def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     """Decode a manifest (its ``test`` rows when it has splits) with a ``ctc_ot`` model dir -> ``metrics.json``."""
     from avsuite.checkpoint import read_model_config
@@ -494,5 +443,5 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     with (out / "hypotheses.jsonl").open("w", encoding="utf-8") as fh:
         for hyp, ref in model.last_outputs:
             fh.write(json.dumps({"hyp": hyp, "ref": ref}, ensure_ascii=False) + "\n")
-    _write_metrics(out, metrics)
+    write_metrics(out, metrics)
     return metrics
