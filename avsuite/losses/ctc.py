@@ -48,18 +48,21 @@ def ctc_min_frames(targets: Tensor, target_lengths: Tensor) -> Tensor:
 
 def ctc_ot_loss(log_probs: Tensor, in_lengths: Tensor, targets: Tensor, target_lengths: Tensor,
                 speech: Tensor, speech_mask: Tensor, text: Tensor, text_mask: Tensor, *,
-                w_ctc: float = 1.0, w_ot: float = 0.1, blank: int = 0, **ot_kw) -> dict[str, Tensor]:
+                w_ctc: float = 1.0, w_ot: float = 0.1, blank: int = 0, measure_ot: bool = True,
+                **ot_kw) -> dict[str, Tensor]:
     """``w_ctc * CTC + w_ot * OT``; returns ``{"loss", "ctc", "ot", "ctc_infeasible"}``.
 
     ``speech (B, N, D)`` / ``speech_mask (B, N)`` are the encoder outputs the OT term aligns with
     ``text (B, M, D)`` / ``text_mask (B, M)``; ``ot_kw`` go to :func:`avsuite.losses.ot.ot_loss`.
-    With ``w_ot == 0`` the OT term is still measured (without gradient) for logging but the total
-    is exactly the CTC loss.
+    With ``w_ot == 0`` the total is exactly the CTC loss; the OT term is then only measured
+    (without gradient, for logging) when ``measure_ot`` and reported as NaN-free 0 otherwise.
     """
     ctc = ctc_loss(log_probs, in_lengths, targets, target_lengths, blank)
     if w_ot == 0.0:
-        with torch.no_grad():
-            ot = ot_loss(speech, speech_mask, text, text_mask, **ot_kw)["ot"]
+        ot = torch.zeros((), device=log_probs.device)
+        if measure_ot:
+            with torch.no_grad():
+                ot = ot_loss(speech, speech_mask, text, text_mask, **ot_kw)["ot"]
         total = w_ctc * ctc["ctc"]
     else:
         ot = ot_loss(speech, speech_mask, text, text_mask, **ot_kw)["ot"]

@@ -74,7 +74,7 @@ class LossConfig:
     p: int = 2
     blur: float = 0.05
     scaling: float = 0.5
-    n_iters: int = 50
+    n_iters: int = 10
     debias: bool = True
     pos_weight: float = 1.0
     label_smoothing: float = 0.1
@@ -271,7 +271,7 @@ class CTCOTModule(L.LightningModule):
             return ctc_ot_loss(o["log_probs"], o["speech_lengths"], batch["src"], batch["src_len"], o["speech"],
                                o["speech_mask"], o["text"], o["text_mask"], w_ctc=c.w_ctc, w_ot=c.w_ot, p=c.p,
                                blur=c.blur, scaling=c.scaling, n_iters=c.n_iters, debias=c.debias,
-                               pos_weight=c.pos_weight)
+                               pos_weight=c.pos_weight, measure_ot=not train)
         return self.model(feats, batch["n_frames"], batch["tgt"], batch["tgt_len"], label_smoothing=c.label_smoothing)
 
     def training_step(self, batch: dict[str, Any], _: int) -> Tensor:
