@@ -102,12 +102,38 @@ class _TransformerLayer(nn.TransformerEncoderLayer):
                          norm_first=True)
 
 
+def _masked_conformer_layer(a: SpeechArch) -> nn.Module:
+    """torchaudio's ``ConformerLayer`` with padding zeroed before its depthwise convolution.
+
+    Without this, the convolution mixes padded frames into the last valid ones and a padded
+    batch no longer equals its items run one by one.
+    """
+    from torchaudio.models.conformer import ConformerLayer
+
+    class MaskedConformerLayer(ConformerLayer):
+        def __init__(self) -> None:
+            super().__init__(a.d_model, a.ffn_dim, a.n_heads, a.conv_kernel, dropout=a.dropout)
+            self._valid: Tensor | None = None
+            self.conv_module.sequential[2].register_forward_pre_hook(self._mask_depthwise)
+
+        def _mask_depthwise(self, _module: nn.Module, args: tuple[Tensor, ...]):
+            if self._valid is None:
+                return None
+            return (args[0] * self._valid[:, None, :].to(args[0].dtype),)   # (B, C, T)
+
+        def forward(self, x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+            self._valid = None if key_padding_mask is None else ~key_padding_mask
+            try:
+                return super().forward(x, key_padding_mask)
+            finally:
+                self._valid = None
+
+    return MaskedConformerLayer()
+
+
 def _layers(a: SpeechArch, n: int, kind: str) -> nn.ModuleList:
     if kind == "conformer":
-        from torchaudio.models.conformer import ConformerLayer
-
-        return nn.ModuleList(ConformerLayer(a.d_model, a.ffn_dim, a.n_heads, a.conv_kernel, dropout=a.dropout)
-                             for _ in range(n))
+        return nn.ModuleList(_masked_conformer_layer(a) for _ in range(n))
     return nn.ModuleList(_TransformerLayer(a) for _ in range(n))
 
 
