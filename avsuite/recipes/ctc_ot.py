@@ -103,7 +103,11 @@ class Config:
 
 # ----------------------------------------------------------------------------- data
 class BadRow(ValueError):
-    """A manifest row that cannot be used; the message names the row and the problem."""
+    """A manifest row that cannot be used; ``reason`` is the skip counter's key, the message names the row."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def read_rows(path: str | Path, split: str | None = None, *, own_file: bool = True) -> list[dict[str, Any]]:
@@ -162,10 +166,9 @@ def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, sr
         try:
             examples.append(_example(row, waves[row["id"]], cfg, frontend, src_tok, tgt_tok, training))
         except BadRow as exc:
-            reason, msg = exc.args
             if cfg.data.strict:
-                raise BadRow(reason, msg) from None
-            skipped[reason] += 1
+                raise
+            skipped[exc.reason] += 1
     return examples, skipped
 
 
@@ -173,11 +176,12 @@ def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFron
              training: bool) -> dict:
     src, tgt = row_targets(row, cfg.task.stage, cfg.task.target_lang)
     for tok, text in ((src_tok, src), (tgt_tok, tgt)):
-        if tok.count_oov(text):
+        if tok.count_oov(text) and cfg.task.on_oov != "unk":
+            err = BadRow("oov", f"row {row['id']!r}: characters outside the vocabulary in {text!r} "
+                                f"(task.on_oov={cfg.task.on_oov})")
             if cfg.task.on_oov == "error":
-                raise BadRow("oov", f"row {row['id']!r}: characters outside the vocabulary in {text!r}")
-            if cfg.task.on_oov == "skip":
-                raise BadRow("oov", "")
+                raise ValueError(str(err))
+            raise err
     seconds = wave.numel() / cfg.data.sample_rate
     if cfg.data.max_seconds is not None and seconds > cfg.data.max_seconds:
         raise BadRow("too_long", f"row {row['id']!r}: {seconds:.1f} s > data.max_seconds={cfg.data.max_seconds}")
