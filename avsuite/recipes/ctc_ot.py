@@ -328,7 +328,8 @@ def _build(cfg: Config, src_tok: Any, tgt_tok: Any, init: dict[str, Any] | None)
     stage = cfg.task.stage
     mcfg = model_config(stage, _arch(cfg), cfg.frontend, src_tok.to_config(),
                         None if stage == "pretrain" else tgt_tok.to_config(),
-                        target_lang=cfg.task.target_lang if stage == "st" else None, loss=asdict(cfg.loss))
+                        target_lang=cfg.task.target_lang if stage == "st" else None, loss=asdict(cfg.loss),
+                        decode=asdict(cfg.decode))
     model = build_model(mcfg, {"src_tokenizer.sp_model": src_tok.state().get("sp_model"),
                                "tgt_tokenizer.sp_model": tgt_tok.state().get("sp_model")})
     if init is not None:
@@ -437,7 +438,8 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     stage = mconf["stage"]
     cfg = Config(frontend=FrontendConfig(**mconf["frontend"]), loss=LossConfig(**mconf.get("loss", {})),
                  task=TaskConfig(stage=stage, target_lang=mconf.get("target_lang") or "fr", on_oov="unk"),
-                 model=ModelConfig(max_frames=mconf["arch"]["max_frames"]))
+                 model=ModelConfig(max_frames=mconf["arch"]["max_frames"]),
+                 decode=DecodeConfig(**mconf.get("decode", {})))
     rows = read_rows(data)
     if any(r.get("split") == "test" for r in rows):
         rows = [r for r in rows if r.get("split") == "test"]
