@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from avsuite.cli import build_parser, main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "avsuite.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_on_every_level():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in sub.choices:
+        r = run(name, "--help")
+        assert r.returncode == 0 and "usage: avsuite" in r.stdout, name
+    assert "examples:" in run("--help").stdout
+    assert run("data", "build", "--help").returncode == 0
+
+
+def test_bad_input_gives_one_line_errors_not_tracebacks(tmp_path):
+    r = run("train", "clap", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path))
+    assert r.returncode in (2, 3) and "Traceback" not in r.stderr
+    r = run("eval", "clap", "--model", str(tmp_path / "none"), "--data", "x.jsonl", "--out", str(tmp_path))
+    assert r.returncode in (2, 3) and "Traceback" not in r.stderr and "avsuite:" in r.stderr
+    r = run("train", "nosuchrecipe", "--out", str(tmp_path))
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_not_yet_available_commands_exit_3(tmp_path, monkeypatch):
+    from avsuite import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "lipsync", "avsuite.recipes._not_written_yet")
+    assert main(["train", "lipsync", "--out", str(tmp_path)]) == 3
+
+
+def test_dump_config_round_trips(tmp_path, capsys):
+    pytest.importorskip("avsuite.recipes.clap")
+    assert main(["train", "clap", "--dump-config", "optim.lr=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.5" in out
+    (tmp_path / "c.yaml").write_text(out)
+    assert main(["train", "clap", "--config", str(tmp_path / "c.yaml"), "--dump-config"]) == 0
+    assert capsys.readouterr().out == out
