@@ -82,9 +82,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_data_build(a: argparse.Namespace) -> int:
+    from avsuite.config import parse_override
     from avsuite.data.corpora import build
 
-    path = build(a.corpus, Path(a.out), force=a.force)
+    options = {".".join(k): v for k, v in (parse_override(o) for o in a.options)}
+    path = build(a.corpus, Path(a.out), force=a.force, **options)
     print(f"wrote {path}")
     return 0
 
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("corpus", help="corpus name (sounds, asterisk, intents)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--force", action="store_true", help="rebuild even if cached")
+    sp.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. gm_renders=8")
 
     sp = add("quickstart", cmd_quickstart, "the main job: build the sound corpus, train CLAP, report zero-shot")
     sp.add_argument("--out", default="runs/quickstart")
@@ -168,7 +171,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from avsuite.config import ConfigError
     from avsuite.data.manifest import ManifestError
 
-    return (ConfigError, ManifestError, CheckpointError, AudioDecodeError, FileNotFoundError, KeyError, ValueError)
+    return (ConfigError, ManifestError, CheckpointError, AudioDecodeError, FileNotFoundError, KeyError, ValueError,
+            TypeError)
 
 
 def main(argv: list[str] | None = None) -> int:

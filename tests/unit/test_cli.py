@@ -45,3 +45,18 @@ def test_dump_config_round_trips(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text(out)
     assert main(["train", "clap", "--config", str(tmp_path / "c.yaml"), "--dump-config"]) == 0
     assert capsys.readouterr().out == out
+
+
+def test_data_build_asterisk_end_to_end(tmp_path):
+    import os
+    if not os.path.isdir("/usr/share/asterisk/sounds/en"):
+        pytest.skip("asterisk-core-sounds-en is not installed (run tools/setup.sh)")
+    r = run("data", "build", "asterisk", "--out", str(tmp_path / "ast"))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "ast" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) > 400 and {r["split"] for r in rows} == {"train", "valid", "test"}
+    assert sum("fr" in r.get("translation", {}) for r in rows) > 400
+    r = run("data", "build", "asterisk", "--out", str(tmp_path / "x"), "no_such_option=1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = run("data", "build", "nosuch", "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "sounds" in r.stderr
