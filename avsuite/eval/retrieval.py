@@ -68,7 +68,7 @@ def plot_similarity(sim: Tensor, row_names: Sequence[str], col_names: Sequence[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sim = sim[:40, :40]
+    sim = sim[:40, :40].detach().float().cpu()
     r, c = sim.shape
     fig, ax = plt.subplots(figsize=(max(5, 0.3 * c + 3), max(4, 0.3 * r + 2)))
     im = ax.imshow(sim.numpy(), cmap="viridis")
