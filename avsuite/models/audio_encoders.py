@@ -85,13 +85,18 @@ class Cnn14Encoder(nn.Module):
     def forward(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
         x = mel.transpose(1, 2)[:, None]                         # (B, 1, F, M)
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)         # BN over mel bins
-        if lengths is not None:                                 # padded frames stay exactly zero
+        # pad time to a multiple of the total pooling so that an item's last (partial) pooling
+        # windows see the same zeros alone or in a batch; re-zero padded frames after each block
+        x = F.pad(x, (0, 0, 0, (-x.shape[2]) % 2 ** (len(self.blocks) - 1)))
+        if lengths is not None:
             x = x * _time_mask(x.shape[2], lengths, x.device)[:, None, :, None]
         for i, block in enumerate(self.blocks):
             pool = i < len(self.blocks) - 1
             x = self.dropout(block(x, pool)) if i > 0 else block(x, pool)
             if pool:
                 lengths = _down(lengths, 2)
+            if lengths is not None:
+                x = x * _time_mask(x.shape[2], lengths, x.device)[:, None, :, None]
         x = x.mean(dim=3)                                       # (B, C, T') mean over frequency
         mean, mx = masked_mean_max(x, _time_mask(x.shape[-1], lengths, x.device))
         return F.relu(self.fc(self.dropout(mean + mx)))
