@@ -7,12 +7,11 @@
 Training decodes the corpus once into memory (sound-event corpora are small and trained for
 many epochs on CPU; see :mod:`avsuite.recipes.clap_data`), draws label-distinct batches, samples
 one caption per clip per step and optimises a weighted sum of contrastive terms
-(:class:`LossConfig`). The logit scale is clamped to ``log(100)`` after every optimiser step.
+(:class:`~avsuite.losses.ContrastiveObjective`). The logit scale is clamped to ``log(100)`` after every optimiser step.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,29 +19,17 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from avsuite.audio.frontend import FrontendConfig
 from avsuite.config import dump_config, load_config
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import DataConfig
+from avsuite.losses import ContrastiveObjective, compute_objective
 from avsuite.models.clap import ClapModel, ClapModelConfig
 from avsuite.recipes import clap_data
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer,
                                     export_model, resume_path, write_config, write_metrics)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LossConfig:
-    """Weights of the contrastive terms (0 disables a term)."""
-    clap: float = 1.0
-    #: CWCL: soft targets from the frozen text tower's caption-caption similarity
-    cwcl: float = 0.0
-    #: CompA / TeminAL hard negatives (needs compose.mode != none)
-    compa: float = 0.0
-    #: treat clips with the same label in a batch as positives (multi-positive InfoNCE)
-    label_positives: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +48,7 @@ class Config:
         log="db", top_db=80.0))
     data: DataConfig = field(default_factory=DataConfig)
     model: ClapModelConfig = field(default_factory=ClapModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: ContrastiveObjective = field(default_factory=ContrastiveObjective)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -78,46 +65,6 @@ class Config:
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     return load_config(Config, path, overrides)
-
-
-# ----------------------------------------------------------------------------- losses
-def _info_nce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross entropy with soft targets (rows sum to 1)."""
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
-def contrastive_terms(audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, cfg: LossConfig, *,
-                      labels: list[str | None] | None = None, text_raw: torch.Tensor | None = None
-                      ) -> dict[str, torch.Tensor]:
-    """``audio, text (B, D)`` unit-norm, ``scale`` = exp(logit_scale) -> ``{"loss", "clap", "cwcl"...}``.
-
-    ``clap``: symmetric InfoNCE; with ``label_positives`` the targets spread evenly over every
-    caption of the same label. ``cwcl``: targets ``w_ij`` = caption-caption cosine of the frozen
-    tower mapped to [0, 1] (``text_raw (B, H)``), normalised per row (Srinivasa et al. 2023).
-    """
-    logits = scale * audio @ text.T
-    b = logits.shape[0]
-    eye = torch.eye(b, device=logits.device, dtype=logits.dtype)
-    targets = eye
-    if cfg.label_positives and labels is not None:
-        same = torch.tensor([[la is not None and la == lb for lb in labels] for la in labels], device=logits.device)
-        targets = (same.to(logits.dtype) + eye).clamp(max=1)
-        targets = targets / targets.sum(1, keepdim=True)
-    out: dict[str, torch.Tensor] = {}
-    total = logits.new_zeros(())
-    if cfg.clap:
-        out["clap"] = 0.5 * (_info_nce(logits, targets) + _info_nce(logits.T, targets.T))
-        total = total + cfg.clap * out["clap"]
-    if cfg.cwcl:
-        if text_raw is None:
-            raise ValueError("loss.cwcl needs the frozen text tower's features")
-        raw = F.normalize(text_raw.float(), dim=-1)
-        w = ((raw @ raw.T + 1) / 2).to(logits.dtype)
-        w = w / w.sum(1, keepdim=True)
-        out["cwcl"] = 0.5 * (_info_nce(logits, w) + _info_nce(logits.T, w))
-        total = total + cfg.cwcl * out["cwcl"]
-    out["loss"] = total
-    return out
 
 
 # ----------------------------------------------------------------------------- Lightning module
@@ -145,12 +92,11 @@ class ClapModule(L.LightningModule):
         captions = [self._rng.choice(c) for c in batch["captions"]]
         audio = self.model.encode_audio(batch["audio"], batch["lengths"])
         text = self.model.encode_text(captions)
-        text_raw = None
-        if self.cfg.loss.cwcl:
+        frozen = None
+        if self.cfg.loss.cwcl:  # CWCL weights from the (frozen) text tower's own caption similarity
             with torch.no_grad():
-                text_raw = self.model.text_encoder(captions)
-        losses = contrastive_terms(audio, text, self.model.logit_scale.exp(), self.cfg.loss,
-                                   labels=batch["labels"], text_raw=text_raw)
+                frozen = self.model.text_encoder(captions)
+        losses = compute_objective(self.cfg.loss, audio, text, self.model.logit_scale.exp(), frozen=frozen)
         bs = len(captions)
         for k, v in losses.items():
             self.log(f"train/{k}", v, prog_bar=(k == "loss"), batch_size=bs, sync_dist=False)
@@ -276,5 +222,4 @@ def quickstart(out: Path) -> dict[str, float]:
     return run(Path(out))
 
 
-__all__ = ["Config", "LossConfig", "ComposeConfig", "ClapModule", "train", "evaluate", "evaluate_model",
-           "quickstart", "contrastive_terms"]
+__all__ = ["Config", "ComposeConfig", "ClapModule", "train", "evaluate", "evaluate_model", "quickstart"]
