@@ -13,6 +13,7 @@ one caption per clip per step and optimises a weighted sum of contrastive terms
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,8 @@ class Config:
     label_unique_batches: bool = True
     #: train-time random gain (+- dB)
     gain_db: float = 6.0
+    #: stop training after this many minutes of wall time (null: only trainer.max_steps)
+    max_minutes: float | None = None
     #: initialise from this model dir (e.g. TeminAL stage B from stage A); null = fresh
     init_from: str | None = None
     #: prompt templates of the zero-shot evaluation (ensembled)
@@ -112,6 +115,20 @@ class ClapModule(L.LightningModule):
         return adamw_with_schedule(params, self.cfg.optim, self.cfg.trainer.max_steps)
 
 
+class TimeBudget(L.Callback):
+    """Stop training cleanly once ``seconds`` of wall time have passed since fit start."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start = seconds, 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if time.monotonic() - self.start > self.seconds:
+            trainer.should_stop = True
+
+
 # ----------------------------------------------------------------------------- train / evaluate
 def _init_from(model: ClapModel, model_dir: str) -> None:
     from avsuite.checkpoint import load_model_dir
@@ -135,7 +152,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     module = ClapModule(cfg, clips)
     if cfg.init_from:
         _init_from(module.model, cfg.init_from)
-    trainer = build_trainer(cfg.trainer, out, enable_validation=False)
+    callbacks = [TimeBudget(cfg.max_minutes * 60)] if cfg.max_minutes else []
+    trainer = build_trainer(cfg.trainer, out, enable_validation=False, callbacks=callbacks)
     if trainer.is_global_zero:
         write_config(out, cfg)
     trainer.fit(module, ckpt_path=resume_path(out, resume))
