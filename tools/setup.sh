@@ -51,6 +51,9 @@ if [ ! -f "$VENV/.base" ] || [ "$(cat "$VENV/.base")" != "$ENV" ]; then
   SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   BASE_SITE=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "import site; site.addsitedir('$BASE_SITE')" > "$SITE/_avsuite_base.pth"
+  # native libraries that wheels put in <env>/lib (oneTBB for fairseq2n) are looked up under sys.prefix
+  mkdir -p "$VENV/lib"
+  for so in "$ENV"/lib/*.so*; do ln -sf "$so" "$VENV/lib/"; done
   echo "$ENV" > "$VENV/.base"
 fi
 if ! "$VENV/bin/python" -c 'import avsuite, sys; sys.exit(0 if avsuite.__file__.startswith(sys.argv[1]) else 1)' "$ROOT" 2>/dev/null \

@@ -205,8 +205,9 @@ class AudioFrontend(nn.Module):
             pad = cfg.n_fft // 2
             if lengths is not None and cfg.pad_mode == "reflect" and bool((lengths < wave.shape[1]).any()):
                 wave = _reflect_pad_per_item(wave, lengths, pad)
-            else:
-                wave = F.pad(wave[:, None], (pad, pad), mode=cfg.pad_mode)[:, 0]
+            else:  # reflection needs more samples than the pad: very short inputs pad with zeros
+                mode = cfg.pad_mode if wave.shape[-1] > pad else "constant"
+                wave = F.pad(wave[:, None], (pad, pad), mode=mode)[:, 0]
         frames = wave.unfold(-1, self.frame_length, cfg.hop_length)   # (B, F, L) view
         if cfg.kaldi:
             frames = frames - frames.mean(dim=-1, keepdim=True)

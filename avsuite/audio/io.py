@@ -54,7 +54,7 @@ def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     with container:
         streams = container.streams.audio
         if not streams:
-            raise AudioDecodeError(path, "no audio stream")
+            raise AudioDecodeError(path, "no audio stream (not an audio or video file?)")
         stream = streams[0]
         sr = stream.codec_context.sample_rate or stream.rate
         chunks, total = [], 0

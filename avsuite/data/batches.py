@@ -1,0 +1,122 @@
+"""Typed batches and their collate functions.
+
+Every batch holds padded audio ``(B, T)`` and its ``lengths (B,)`` in samples; models turn them into
+features with their own :class:`~avsuite.audio.frontend.AudioFrontend` (and frame lengths/masks).
+Collate functions take the pipeline's examples ``{"id", "wave": (T,), "row": dict}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def pad_waves(waves: list[Tensor], *, multiple_of: int = 1) -> tuple[Tensor, Tensor]:
+    """Right-pad ``(T_i,)`` waves with zeros -> ``audio (B, T_max)``, ``lengths (B,)`` (int64)."""
+    if not waves:
+        raise ValueError("cannot collate an empty list of waves")
+    lengths = torch.tensor([w.shape[-1] for w in waves], dtype=torch.long)
+    t = int(lengths.max())
+    t = -(-t // multiple_of) * multiple_of
+    audio = torch.zeros(len(waves), t, dtype=waves[0].dtype)
+    for i, w in enumerate(waves):
+        audio[i, : w.shape[-1]] = w
+    return audio, lengths
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
+    """``(B,)`` lengths -> ``(B, max_len)`` bool mask, True on valid positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class _Movable:
+    def to(self, device: torch.device | str):
+        """A copy with every tensor field on ``device`` (lists and strings untouched)."""
+        changes = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), Tensor)}
+        return dataclasses.replace(self, **changes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class AudioTextBatch(_Movable):
+    """Audio + captions. ``captions[i]`` lists every caption of clip i (>= 1)."""
+    audio: Tensor
+    lengths: Tensor
+    captions: list[list[str]]
+    labels: list[str | None]
+    ids: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class SpeechBatch(_Movable):
+    """Speech + transcripts (tokenisation is the recipe's, it owns the vocabulary)."""
+    audio: Tensor
+    lengths: Tensor
+    texts: list[str]
+    ids: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class IntentBatch(_Movable):
+    """Spoken commands + intent labels (strings; the recipe maps them to class indices)."""
+    audio: Tensor
+    lengths: Tensor
+    labels: list[str]
+    texts: list[str]
+    ids: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class AVBatch(_Movable):
+    """Audio + video frames ``(B, F, C, H, W)`` with frame counts ``(B,)``."""
+    audio: Tensor
+    lengths: Tensor
+    frames: Tensor
+    frame_lengths: Tensor
+    ids: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+def row_captions(row: dict[str, Any]) -> list[str]:
+    """A row's captions: ``captions``, else ``[text]``, else ``[label]``."""
+    if row.get("captions"):
+        return list(row["captions"])
+    if row.get("text"):
+        return [row["text"]]
+    if row.get("label"):
+        return [row["label"]]
+    raise ValueError(f"row {row.get('id')!r} has no captions, text or label")
+
+
+def collate_audio_text(examples: list[dict[str, Any]]) -> AudioTextBatch:
+    audio, lengths = pad_waves([e["wave"] for e in examples])
+    rows = [e["row"] for e in examples]
+    return AudioTextBatch(audio, lengths, [row_captions(r) for r in rows], [r.get("label") for r in rows],
+                          [e["id"] for e in examples], rows)
+
+
+def collate_speech(examples: list[dict[str, Any]]) -> SpeechBatch:
+    audio, lengths = pad_waves([e["wave"] for e in examples])
+    rows = [e["row"] for e in examples]
+    return SpeechBatch(audio, lengths, [r.get("text", "") for r in rows], [e["id"] for e in examples], rows)
+
+
+def collate_intent(examples: list[dict[str, Any]]) -> IntentBatch:
+    audio, lengths = pad_waves([e["wave"] for e in examples])
+    rows = [e["row"] for e in examples]
+    missing = [r["id"] for r in rows if not r.get("label")]
+    if missing:
+        raise ValueError(f"intent rows without a 'label': {missing[:5]}")
+    return IntentBatch(audio, lengths, [r["label"] for r in rows], [r.get("text", "") for r in rows],
+                       [e["id"] for e in examples], rows)
