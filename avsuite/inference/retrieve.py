@@ -49,7 +49,9 @@ def rank_clips(model: Any, rows: list[dict], query: str, top_k: int = 10) -> tup
 
 
 def run_retrieve(model_dir: str | Path, manifest: str | Path, query: str, top_k: int = 10, as_json: bool = False,
-                 stream: TextIO | None = None) -> list[dict[str, Any]]:
+                 stream: TextIO | None = None) -> int:
+    """Print the ``top_k`` clips of ``manifest`` for ``query``; returns the exit status (0).
+    Use :func:`rank_clips` for the hits as data."""
     from avsuite.eval.benchmarks import load_eval_rows
     from avsuite.models.registry import load_model
 
@@ -62,4 +64,4 @@ def run_retrieve(model_dir: str | Path, manifest: str | Path, query: str, top_k:
     for h in hits:
         print(json.dumps(h) if as_json else f"{h['rank']:>3}  {h['score']:.3f}  {h['id']}  "
               f"[{h['label']}]  {h['caption'] or ''}", file=stream)
-    return hits
+    return 0

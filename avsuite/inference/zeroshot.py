@@ -105,16 +105,20 @@ def format_result(res: dict[str, Any]) -> str:
 
 def run_zeroshot(model_dir: str | Path, labels: Sequence[str] | str, files: Sequence[str | Path], *,
                  as_json: bool = False, top_k: int = 5, templates: Sequence[str] | None = None,
-                 stream: TextIO | None = None) -> list[dict[str, Any]]:
-    """Load ``model_dir``, classify ``files`` against ``labels``, print one line per file."""
+                 batch_size: int = BATCH, stream: TextIO | None = None) -> int:
+    """Load ``model_dir``, classify ``files`` against ``labels``, print one line per file.
+
+    Returns the exit status: 0 when every file got a result, 1 when some file got an error
+    line (the other files are still classified). Use :func:`classify_files` for the results.
+    """
     from avsuite.models.registry import load_model
 
     labels = parse_labels(labels)
     if not files:
         raise ValueError("no audio files given")
     model = load_model(model_dir)
-    results = classify_files(model, labels, files, top_k=top_k, templates=templates)
+    results = classify_files(model, labels, files, top_k=top_k, templates=templates, batch_size=batch_size)
     stream = stream or sys.stdout
     for res in results:
         print(json.dumps(res) if as_json else format_result(res), file=stream, flush=True)
-    return results
+    return 1 if any("error" in r for r in results) else 0
