@@ -13,11 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from avsuite.audio.io import AudioDecodeError, load_audio
+from avsuite.eval.metrics_zeroshot import confusion_matrix, zeroshot_metrics
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("{}", "the sound of {}", "a recording of {}", "this is the sound of {}",
                                       "{} can be heard")
@@ -83,36 +85,24 @@ def embed_rows(model: Any, rows: Sequence[dict], batch_size: int = 16) -> tuple[
     return embed_waves(model, waves, batch_size), kept, errors
 
 
-def topk_accuracy(scores: Tensor, targets: Tensor, k: int) -> float:
-    """Fraction of rows of ``scores (N, C)`` whose target is among the top ``min(k, C)``."""
-    k = min(k, scores.shape[1])
-    top = scores.topk(k, dim=1).indices
-    return float((top == targets[:, None]).any(dim=1).float().mean())
-
-
-def confusion_matrix(pred: Tensor, targets: Tensor, n_classes: int) -> Tensor:
-    """``(C, C)`` counts: rows = true class, columns = predicted."""
-    cm = torch.zeros(n_classes, n_classes, dtype=torch.long)
-    cm.index_put_((targets, pred), torch.ones_like(targets), accumulate=True)
-    return cm
-
-
 @torch.no_grad()
 def zeroshot_eval(model: Any, audio_emb: Tensor, labels: Sequence[str], *,
                   templates: Sequence[str] = DEFAULT_TEMPLATES, classes: Sequence[str] | None = None
                   ) -> tuple[dict[str, float], Tensor, list[str]]:
-    """-> (``{zeroshot_top1, zeroshot_top5, zeroshot_chance, zeroshot_classes, zeroshot_n}``,
-    confusion ``(C, C)``, class names). ``classes`` defaults to the sorted labels present."""
+    """-> (``{zeroshot_top1, zeroshot_top5 (if >= 5 classes), zeroshot_chance, zeroshot_balanced_acc,
+    zeroshot_classes, zeroshot_n}``, confusion ``(C, C)``, class names). ``classes`` defaults to
+    the sorted labels present; the numbers come from :mod:`avsuite.eval.metrics_zeroshot`."""
     classes = sorted(set(labels)) if classes is None else list(classes)
     if len(classes) < 2:
         raise ValueError("zero-shot evaluation needs at least two classes")
     index = {c: i for i, c in enumerate(classes)}
-    targets = torch.tensor([index[lab] for lab in labels])
-    scores = audio_emb @ class_embeddings(model, classes, templates).float().cpu().T
-    metrics = {"zeroshot_top1": topk_accuracy(scores, targets, 1), "zeroshot_top5": topk_accuracy(scores, targets, 5),
-               "zeroshot_chance": 1.0 / len(classes), "zeroshot_chance_top5": min(5, len(classes)) / len(classes),
-               "zeroshot_classes": float(len(classes)), "zeroshot_n": float(len(labels))}
-    return metrics, confusion_matrix(scores.argmax(1), targets, len(classes)), classes
+    targets = np.asarray([index[lab] for lab in labels])
+    scores = (audio_emb @ class_embeddings(model, classes, templates).float().cpu().T).numpy()
+    raw = zeroshot_metrics(scores, targets)
+    metrics = {f"zeroshot_{k}": v for k, v in raw.items()}
+    metrics.update({"zeroshot_chance_top5": min(5, len(classes)) / len(classes),
+                    "zeroshot_classes": float(len(classes)), "zeroshot_n": float(len(labels))})
+    return metrics, torch.from_numpy(confusion_matrix(scores, targets)), classes
 
 
 def plot_confusion(cm: Tensor, classes: Sequence[str], path: str | Path, title: str = "zero-shot confusion") -> Path:

@@ -190,9 +190,9 @@ def evaluate_model(model: ClapModel, rows: list[dict], out: Path, *, templates: 
         metrics.update(zs)
         zeroshot.plot_confusion(cm, classes, out / "confusion.png")
     caps = [clap_data.row_captions(r) for r in kept]
+    if len(retrieval.unique_captions(caps)[0]) >= 2:
+        metrics.update(retrieval.retrieval_eval(model, emb, caps)[0])
     if kept and all(caps):
-        ret, sim = retrieval.retrieval_eval(model, emb, caps)
-        metrics.update(ret)
         first = [c[0] for c in caps]
         retrieval.plot_similarity(emb[:40] @ model.encode_text(first[:40]).float().cpu().T,
                                   [r.get("label") or r["id"] for r in kept[:40]], first[:40], out / "similarity.png")
