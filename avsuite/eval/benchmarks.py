@@ -89,3 +89,38 @@ def load_eval_rows(path: str | Path) -> list[dict[str, Any]]:
     if not rows:
         raise BenchmarkError(f"{path}: not a manifest, ESC-50, UrbanSound8K or class-per-folder directory")
     return rows
+
+
+# ----------------------------------------------------------------------------- compositional / temporal
+BENCHMARK_KINDS = ("order", "attribute", "temporal")
+
+
+def compositional_eval(model: Any, rows: list[dict[str, Any]], n: int = 64, *, seed: int = 0,
+                       kinds: tuple[str, ...] = BENCHMARK_KINDS, clip_seconds: float = 2.0) -> dict[str, float]:
+    """Winoground-style 2x2 sets built from ``rows`` by :func:`avsuite.data.compose.build_benchmark`
+    (CompA-order ``order``, CompA-attribute ``attribute``, TeminAL ``temporal``) ->
+    ``{<kind>_text_score, <kind>_audio_score, <kind>_group_score, <kind>_*_chance, <kind>_sets}``.
+
+    ``n`` is capped by the number of distinct clip pairs with different events."""
+    import numpy as np
+    import torch
+
+    from avsuite.data.compose import build_benchmark, event_name
+    from avsuite.eval.metrics_compositional import compositional_metrics
+    from avsuite.eval.zeroshot import embed_waves
+
+    names = [event_name(r) for r in rows]
+    pairs = sum(1 for i in range(len(rows)) for j in range(i + 1, len(rows)) if names[i] != names[j])
+    n = min(n, pairs)
+    if n < 1:
+        return {}
+    out: dict[str, float] = {}
+    for kind in kinds:
+        sets = build_benchmark(rows, n, seed, kind, sr=model.sample_rate, clip_seconds=clip_seconds)
+        with torch.no_grad():
+            audio = embed_waves(model, [w for s in sets for w in s["audios"]]).view(n, 2, -1)
+            text = model.encode_text([t for s in sets for t in s["texts"]]).float().cpu().view(n, 2, -1)
+        sims = torch.einsum("nad,ntd->nat", audio, text).numpy().astype(np.float64)
+        out.update(compositional_metrics(sims, prefix=f"{kind}_"))
+        out[f"{kind}_sets"] = float(n)
+    return out

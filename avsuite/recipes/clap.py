@@ -26,7 +26,7 @@ from avsuite.audio.frontend import FrontendConfig
 from avsuite.config import dump_config, load_config
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import DataConfig
-from avsuite.losses import ContrastiveObjective, compute_objective
+from avsuite.losses import ContrastiveObjective, compute_objective, pack_captions, unpack
 from avsuite.models.clap import ClapModel, ClapModelConfig
 from avsuite.recipes import clap_data
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer,
@@ -84,6 +84,9 @@ class ClapModule(L.LightningModule):
         cfg = self.cfg
         ds = clap_data.ClipDataset(self.train_clips, cfg.frontend.sample_rate, cfg.data.max_seconds or 10.0,
                                    train=True, gain_db=cfg.gain_db)
+        if cfg.compose.mode != "none":
+            ds = clap_data.CompositionMix(ds, cfg.compose.mode, cfg.compose.prob, sr=cfg.frontend.sample_rate,
+                                          seed=cfg.data.seed, gap_seconds=cfg.compose.gap_seconds)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
         labels = [c.label for c in self.train_clips] if cfg.label_unique_batches else \
             [None] * len(self.train_clips)
@@ -94,12 +97,18 @@ class ClapModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         captions = [self._rng.choice(c) for c in batch["captions"]]
         audio = self.model.encode_audio(batch["audio"], batch["lengths"])
-        text = self.model.encode_text(captions)
-        frozen = None
+        extra: dict[str, Any] = {}
+        if any(batch["negatives"]):   # CompA / TeminAL: each audio's own hard-negative captions
+            pack = pack_captions([[c] for c in captions], batch["negatives"])
+            pos, neg = unpack(self.model.encode_text(pack.texts), pack)
+            text = pos[:, 0]
+            extra = {"neg_text": neg, "neg_mask": pack.neg_mask.to(neg.device)}
+        else:
+            text = self.model.encode_text(captions)
         if self.cfg.loss.cwcl:  # CWCL weights from the (frozen) text tower's own caption similarity
             with torch.no_grad():
-                frozen = self.model.text_encoder(captions)
-        losses = compute_objective(self.cfg.loss, audio, text, self.model.logit_scale.exp(), frozen=frozen)
+                extra["frozen"] = self.model.text_encoder(captions)
+        losses = compute_objective(self.cfg.loss, audio, text, self.model.logit_scale.exp(), **extra)
         bs = len(captions)
         for k, v in losses.items():
             self.log(f"train/{k}", v, prog_bar=(k == "loss"), batch_size=bs, sync_dist=False)

@@ -87,13 +87,14 @@ class ClipDataset(Dataset):
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """-> ``{"audio" (B, T), "lengths" (B,), "captions": list[list[str]], "labels", "ids"}``."""
+    """-> ``{"audio" (B, T), "lengths" (B,), "captions": list[list[str]], "labels", "ids", "negatives"}``."""
     lengths = torch.tensor([it["wave"].numel() for it in items], dtype=torch.long)
     audio = torch.zeros(len(items), int(lengths.max()))
     for i, it in enumerate(items):
         audio[i, : it["wave"].numel()] = it["wave"]
     return {"audio": audio, "lengths": lengths, "captions": [it["captions"] for it in items],
-            "labels": [it["label"] for it in items], "ids": [it["id"] for it in items]}
+            "labels": [it["label"] for it in items], "ids": [it["id"] for it in items],
+            "negatives": [it.get("negatives", []) for it in items]}
 
 
 class LabelUniqueBatchSampler(Sampler[list[int]]):
@@ -164,3 +165,35 @@ def class_disjoint_split(rows: list[dict[str, Any]], test_fraction: float, *, se
     train = [r for r in rows if r.get("label") not in test_labels]
     test = [r for r in rows if r.get("label") in test_labels]
     return train, test
+
+
+class CompositionMix(Dataset):
+    """``base`` items, each replaced with probability ``prob`` by a composition from
+    :class:`avsuite.data.compose.CompositionSampler` (CompA / TeminAL stages) over the same clips.
+
+    Items gain ``"negatives"`` (hard-negative captions; empty for plain clips). The composition
+    index is drawn from the torch RNG, so runs are reproducible under a seed.
+    """
+
+    def __init__(self, base: ClipDataset, stage: str, prob: float, *, sr: int, seed: int = 0,
+                 gap_seconds: float = 0.25):
+        from avsuite.data.compose import CompositionSampler
+
+        rows = [{"id": c.id, "wave": c.wave, "label": c.label or c.captions[0]} for c in base.clips]
+        half = base.n / sr / 2                       # two events fit in one training window
+        self.base, self.prob = base, prob
+        self.sampler = CompositionSampler(rows, seed, sr=sr, stage=stage, clip_seconds=half,
+                                          gap_s=(gap_seconds * 0.5, gap_seconds * 1.5))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.base[i]
+        if float(torch.rand(())) >= self.prob:
+            return {**item, "negatives": []}
+        ex = self.sampler[int(torch.randint(2**31 - 1, ()))]
+        wave = ex["wave"][: self.base.n]
+        label = "+".join(x for x in ex["labels"] if x) if ex["kind"] != "single" else ex["labels"][0]
+        return {"id": "+".join(ex["ids"]), "wave": wave, "captions": ex["captions"], "label": label,
+                "negatives": ex["negatives"]}

@@ -63,13 +63,10 @@ def split_corpus(rows: list[dict], out: Path) -> dict[str, Path]:
 
 
 def compositional_scores(model: Any, rows: list[dict], n: int = 64) -> dict[str, float]:
-    """Winoground-style text/audio/group scores on 2x2 sets built from ``rows`` (needs compose.py)."""
-    try:
-        from avsuite.eval.zeroshot import EVAL_MAX_SECONDS  # noqa: F401
-        from avsuite.recipes.clap_compose import benchmark_scores
-    except ImportError:
-        return {}
-    return benchmark_scores(model, rows, n=n)
+    """CompA-order / attribute and TeminAL temporal 2x2 scores on sets built from ``rows``."""
+    from avsuite.eval.benchmarks import compositional_eval
+
+    return compositional_eval(model, rows, n=n, seed=SPLIT_SEED)
 
 
 def run(out: Path, *, max_minutes: float = 7.0, max_steps: int = 1200, corpus_dir: Path | None = None,
