@@ -53,6 +53,9 @@ class Config:
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    #: decode the whole corpus into memory once (small corpora, many epochs); false streams it
+    #: through the shared fairseq2 pipeline (large corpora; no label-unique batches / compositions)
+    preload: bool = True
     #: batches with distinct labels (fewer false negatives)
     label_unique_batches: bool = True
     #: train-time random gain (+- dB)
@@ -155,18 +158,28 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     rows = read_manifest(cfg.data.manifest)
-    clips, stats = clap_data.load_clips(rows, cfg.frontend.sample_rate, min_seconds=cfg.data.min_seconds)
-    if len(clips) < 2:
-        raise ValueError(f"{cfg.data.manifest}: need at least 2 decodable clips with captions, got {len(clips)}")
-    module = ClapModule(cfg, clips)
+    datamodule = None
+    if cfg.preload:
+        clips, stats = clap_data.load_clips(rows, cfg.frontend.sample_rate, min_seconds=cfg.data.min_seconds)
+        if len(clips) < 2:
+            raise ValueError(f"{cfg.data.manifest}: need at least 2 decodable clips with captions, got {len(clips)}")
+        module = ClapModule(cfg, clips)
+    else:
+        if cfg.compose.mode != "none":
+            raise ValueError("compose.mode needs preload: true (compositions are built from clips in memory)")
+        from avsuite.data.datamodule import AudioDataModule
+
+        stats = {"loaded": len(rows)}
+        module = ClapModule(cfg)
+        datamodule = AudioDataModule(cfg.data, clap_data.collate_examples, train_rows=rows)
     if cfg.init_from:
         _init_from(module.model, cfg.init_from)
     callbacks = [TimeBudget(cfg.max_minutes * 60)] if cfg.max_minutes else []
     trainer = build_trainer(cfg.trainer, out, enable_validation=False, callbacks=callbacks)
     if trainer.is_global_zero:
         write_config(out, cfg)
-    trainer.fit(module, ckpt_path=resume_path(out, resume))
-    metrics: dict[str, float] = {"train_clips": float(stats["loaded"]), "skipped_clips": float(len(rows) - len(clips)),
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(out, resume))
+    metrics: dict[str, float] = {"train_clips": float(stats["loaded"]), "skipped_clips": float(len(rows) - stats["loaded"]),
                                  "steps": float(trainer.global_step)}
     if module.history:
         tail = [v for _, v in module.history[-20:]]

@@ -97,6 +97,12 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
             "negatives": [it.get("negatives", []) for it in items]}
 
 
+def collate_examples(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate for the shared streaming pipeline (``{"id", "wave", "row"}`` examples)."""
+    return collate_clips([{"id": e["id"], "wave": e["wave"], "captions": row_captions(e["row"]),
+                           "label": e["row"].get("label")} for e in examples])
+
+
 class LabelUniqueBatchSampler(Sampler[list[int]]):
     """Epoch-seeded batches of indices; within a batch labels are distinct while possible.
 
