@@ -33,7 +33,7 @@ def parse_labels(text: str) -> list[str]:
 
 
 def _no_result(message: str) -> tuple[Any, pd.DataFrame, str]:
-    return None, pd.DataFrame({"label": [], "score": []}), f"⚠️ {message}"
+    return None, pd.DataFrame({"label": [], "score": []}), f"**Error:** {message}"
 
 
 def classify(model: Any, audio_path: str | None, labels_text: str) -> tuple[Any, pd.DataFrame, str]:
@@ -50,11 +50,12 @@ def classify(model: Any, audio_path: str | None, labels_text: str) -> tuple[Any,
     except Exception as exc:  # a model/runtime failure: still a message, not a traceback
         return _no_result(f"Classification failed: {exc}")
     if "error" in res:
-        return _no_result(f"Could not use this audio: {res['error']}")
+        reason = str(res["error"]).replace(str(audio_path), Path(audio_path).name)  # hide the temp folder
+        return _no_result(f"Could not use this audio: {reason}")
     scores = dict(zip(res["labels"], res["scores"]))
     frame = pd.DataFrame({"label": res["labels"], "score": res["scores"]})
     best = res["labels"][0]
-    return scores, frame, f"✅ Top label: **{best}** ({scores[best]:.1%}) among {len(labels)} labels."
+    return scores, frame, f"Top label: **{best}** ({scores[best]:.1%}) among {len(labels)} labels."
 
 
 def _players(hits: list[dict]) -> list[Any]:
@@ -77,17 +78,17 @@ def retrieve(model: Any, manifest: str, query: str, top_k: int) -> list[Any]:
     """-> [hits table, status markdown, MAX_HITS audio player updates]."""
     empty = pd.DataFrame(columns=["rank", "score", "id", "label", "caption"])
     if not (manifest or "").strip() or not Path(manifest.strip()).expanduser().is_file():
-        return [empty, f"⚠️ Manifest not found: `{manifest}`", *_players([])]
+        return [empty, f"**Error:** Manifest not found: `{manifest}`", *_players([])]
     if not (query or "").strip():
-        return [empty, "⚠️ Type a text query, e.g. `a dog barking`.", *_players([])]
+        return [empty, "**Error:** Type a text query, e.g. `a dog barking`.", *_players([])]
     try:
         rows = avsuite.read_manifest(Path(manifest.strip()).expanduser())
         hits, skipped = avsuite.rank_clips(model, rows, query.strip(), int(top_k))
     except Exception as exc:
-        return [empty, f"⚠️ {exc}", *_players([])]
+        return [empty, f"**Error:** {exc}", *_players([])]
     table = pd.DataFrame([{k: h[k] for k in ("rank", "score", "id", "label", "caption")} for h in hits])
-    note = f" ({skipped} clips skipped: not decodable)" if skipped else ""
-    return [table, f"✅ {len(hits)} of {len(rows)} clips for “{query.strip()}”{note}.", *_players(hits)]
+    note = f" ({skipped} clip{'s' * (skipped != 1)} skipped: not decodable)" if skipped else ""
+    return [table, f"{len(hits)} of {len(rows)} clips for “{query.strip()}”{note}.", *_players(hits)]
 
 
 def build_app(model_dir: Path) -> gr.Blocks:

@@ -57,8 +57,10 @@ def clap_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tux_clips() -> list[str]:
-    files = sorted(glob.glob("/usr/share/tuxpaint/stamps/animals/**/*.ogg", recursive=True))
-    if len(files) < 4:
+    """Real animal sound clips (not the spoken ``*_desc*`` descriptions) from tuxpaint-stamps-default."""
+    files = sorted(f for f in glob.glob("/usr/share/tuxpaint/stamps/animals/**/*.ogg", recursive=True)
+                   if "_desc" not in Path(f).name)
+    if len(files) < 6:
         pytest.skip("tuxpaint-stamps-default is not installed (run tools/setup.sh)")
     return files
 

@@ -1,0 +1,180 @@
+"""The CLAP demo in a real headless Chromium: upload a real clip, classify, search a manifest.
+
+The page's numbers are checked against the public API called directly on the same model dir, so
+a UI that shows stale, reordered or made-up results fails. Screenshots go to a tmp folder (or
+``AVSUITE_SCREENSHOTS=DIR``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import avsuite
+
+pytestmark = pytest.mark.browser
+
+LABELS = ["frog croaking", "dog barking", "rain on a roof", "church bells"]
+
+
+@pytest.fixture(scope="module")
+def app(serve_demo, clap_model_dir):
+    return serve_demo("clap", clap_model_dir)
+
+
+@pytest.fixture(scope="module")
+def model(clap_model_dir):
+    return avsuite.load_model(clap_model_dir)
+
+
+def wait_for(driver, predicate, timeout: float = 30.0, what: str = "condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: predicate(d), message=what)
+
+
+def by_css(driver, css: str):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    wait_for(driver, lambda d: d.find_elements("css selector", "#zs-audio input[type=file]"), what="page load")
+
+
+def upload(driver, path: str) -> None:
+    by_css(driver, "#zs-audio input[type=file]").send_keys(path)
+    wait_for(driver, lambda d: "Drop Audio" not in by_css(d, "#zs-audio").text, what="upload to finish")
+
+
+def type_into(driver, css: str, text: str) -> None:
+    box = by_css(driver, f"{css} textarea, {css} input")
+    box.clear()
+    box.send_keys(text)
+
+
+def status_after_click(driver, button: str, status: str) -> str:
+    by_css(driver, button).click()
+    wait_for(driver, lambda d: by_css(d, status).text.strip(), what=f"{status} to show a result")
+    return by_css(driver, status).text.strip()
+
+
+def assert_loopback_only(driver, url: str) -> None:
+    """Every resource the page loaded came from the demo server on 127.0.0.1."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    outside = [n for n in names if not (n.startswith(url) or n.startswith(("data:", "blob:")))]
+    assert not outside, f"the page requested non-loopback resources: {outside[:5]}"
+
+
+def assert_no_traceback(driver) -> None:
+    body = by_css(driver, "body").text
+    assert "Traceback" not in body and 'File "' not in body, body[:2000]
+
+
+def shown_scores(driver) -> dict[str, float]:
+    """``{label: probability}`` as rendered by gr.Label (one meter per label)."""
+    meters = driver.find_elements("css selector", "#zs-label meter")
+    return {m.get_attribute("aria-label"): float(m.get_attribute("value")) for m in meters}
+
+
+def test_zero_shot_shows_the_given_labels_with_the_api_scores(browser, app, model, tux_clips, shots):
+    t0 = time.monotonic()
+    clip = next(f for f in tux_clips if Path(f).stem == "frog")  # a real frog call, 1-3 s
+    open_page(browser, app)
+    upload(browser, clip)
+    type_into(browser, "#zs-labels", " , ".join(LABELS) + ", frog croaking")  # spaces + a duplicate
+    status = status_after_click(browser, "#zs-run", "#zs-status")
+    bars = wait_for(browser, lambda d: d.find_elements("css selector", "#zs-plot g.mark-rect path"),
+                    what="the bar plot to render")
+    browser.save_screenshot(str(shots / "clap_zeroshot.png"))
+
+    (expected,) = avsuite.classify_files(model, LABELS, [clip], top_k=len(LABELS))
+    assert "error" not in expected
+    shown = shown_scores(browser)
+    assert sorted(shown) == sorted(LABELS)                      # exactly the typed labels, deduplicated
+    assert list(shown) == expected["labels"]                    # ranked like the API ranks them
+    for lab, score in zip(expected["labels"], expected["scores"]):
+        assert shown[lab] == pytest.approx(score, abs=1e-4)
+    assert sum(shown.values()) == pytest.approx(1.0, abs=1e-3)
+    assert status.startswith(f"Top label: {expected['labels'][0]}"), status
+    assert len(bars) == len(LABELS)                             # one bar per label, tallest first
+    x_axis = by_css(browser, "#zs-plot [aria-roledescription='axis'][aria-label^='X-axis']")
+    assert x_axis.get_attribute("aria-label").endswith(": " + ", ".join(expected["labels"]))
+    assert_no_traceback(browser)
+    assert_loopback_only(browser, app)
+    assert time.monotonic() - t0 < 60
+
+
+def test_corrupt_upload_shows_a_clear_message(browser, app, tmp_path, shots):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
+    open_page(browser, app)
+    upload(browser, str(bad))
+    status = status_after_click(browser, "#zs-run", "#zs-status")
+    browser.save_screenshot(str(shots / "clap_corrupt.png"))
+    assert status.startswith("Error: Could not use this audio"), status
+    assert "corrupt" in status and "broken.wav" in status and "/tmp/gradio" not in status, status
+    assert shown_scores(browser) == {}                          # no stale or made-up result
+    assert_no_traceback(browser)
+
+
+def test_zero_shot_needs_audio_and_two_labels(browser, app, tux_clips):
+    open_page(browser, app)
+    assert "Upload or record a clip first" in status_after_click(browser, "#zs-run", "#zs-status")
+    upload(browser, tux_clips[0])
+    type_into(browser, "#zs-labels", "dog,  ,dog")
+    by_css(browser, "#zs-run").click()
+    wait_for(browser, lambda d: "at least two" in by_css(d, "#zs-status").text, what="the two-labels message")
+    assert_no_traceback(browser)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, tux_clips) -> Path:
+    """Six real clips captioned from tuxpaint's .txt files, plus one corrupt clip (skipped, counted)."""
+    d = tmp_path_factory.mktemp("manifest")
+    rows = []
+    for f in tux_clips[:6]:
+        txt = Path(f).with_suffix(".txt")
+        caption = txt.read_text(errors="replace").splitlines()[0].strip() if txt.exists() else Path(f).stem
+        rows.append({"id": Path(f).stem, "audio": f, "captions": [caption or Path(f).stem], "label": Path(f).stem})
+    (d / "broken.wav").write_bytes(b"not audio at all" * 100)
+    rows.append({"id": "broken", "audio": "broken.wav", "captions": ["nothing"], "label": "none"})
+    path = d / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_retrieval_lists_the_api_ranking_with_players(browser, app, model, manifest, shots):
+    query = "a bird singing"
+    open_page(browser, app)
+    tab = browser.find_element("xpath", "//button[@role='tab' and contains(., 'Text-to-audio retrieval')]")
+    tab.click()
+    wait_for(browser, lambda d: by_css(d, "#rt-manifest").is_displayed(), what="retrieval tab")
+    type_into(browser, "#rt-manifest", str(manifest))
+    type_into(browser, "#rt-query", query)
+    status = status_after_click(browser, "#rt-run", "#rt-status")
+    hits, skipped = avsuite.rank_clips(model, avsuite.read_manifest(manifest), query, 5)
+    assert skipped == 1 and len(hits) == 5
+    assert status.startswith(f"{len(hits)} of 7 clips"), status
+    assert "1 clip skipped" in status, status
+    wait_for(browser, lambda d: by_css(d, "#rt-audio-4").is_displayed(), what="audio players")
+    browser.save_screenshot(str(shots / "clap_retrieval.png"))
+
+    table = by_css(browser, "#rt-table").text
+    positions = [table.find(f"{h['id']}") for h in hits]
+    assert all(p >= 0 for p in positions), (table, hits)
+    assert positions == sorted(positions), "table order differs from the API ranking"
+    for i, hit in enumerate(hits):
+        player = by_css(browser, f"#rt-audio-{i}")
+        assert player.is_displayed() and f"#{hit['rank']} {hit['id']}" in player.text, player.text
+    assert_no_traceback(browser)
+    assert_loopback_only(browser, app)
+
+    type_into(browser, "#rt-manifest", str(manifest.parent / "missing.jsonl"))
+    by_css(browser, "#rt-run").click()
+    wait_for(browser, lambda d: "Manifest not found" in by_css(d, "#rt-status").text, what="missing manifest msg")
+    assert not [p for p in browser.find_elements("css selector", "#rt-audio-0") if p.is_displayed()]
