@@ -98,6 +98,8 @@ def browser(tmp_path_factory):
                 "--window-size=1280,1400", "--no-first-run", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--metrics-recording-only", "--no-pings",
+                # a fake microphone (a beep each second) that needs no permission prompt
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 # anything not on loopback goes to a dead local proxy / resolves nowhere
                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",

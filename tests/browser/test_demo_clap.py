@@ -88,6 +88,27 @@ def test_zero_shot_needs_audio_and_two_labels(browser, app, tux_clips):
     assert_no_traceback(browser)
 
 
+def test_zero_shot_from_the_microphone(browser, app, shots):
+    """Record ~2 s from Chromium's fake microphone (beeps), then classify the recording."""
+    open_page(browser, app)
+    by_css(browser, "#zs-audio button[aria-label='Record audio']").click()
+    by_css(browser, "#zs-audio button.record-button").click()
+    time.sleep(2.0)
+    stop = wait_for(browser, lambda d: [b for b in d.find_elements("css selector", "#zs-audio button.stop-button")
+                                        if b.is_displayed()], what="the stop button")
+    stop[0].click()
+    wait_for(browser, lambda d: "0:0" in by_css(d, "#zs-audio").text and not
+             [b for b in d.find_elements("css selector", "#zs-audio button.stop-button") if b.is_displayed()],
+             what="the recording to finish")
+    type_into(browser, "#zs-labels", ", ".join(LABELS))
+    status = status_after_click(browser, "#zs-run", "#zs-status")
+    browser.save_screenshot(str(shots / "clap_microphone.png"))
+    assert status.startswith("Top label:"), status
+    shown = shown_scores(browser)
+    assert sorted(shown) == sorted(LABELS) and sum(shown.values()) == pytest.approx(1.0, abs=1e-3)
+    assert_no_traceback(browser)
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory, tux_clips) -> Path:
     """Six real clips captioned from tuxpaint's .txt files, plus one corrupt clip (skipped, counted)."""
