@@ -8,6 +8,7 @@ Uses the public avsuite API only (``load_model``, ``classify_files``, ``read_man
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +75,29 @@ def _players(hits: list[dict]) -> list[Any]:
     return updates
 
 
-def retrieve(model: Any, manifest: str, query: str, top_k: int) -> list[Any]:
-    """-> [hits table, status markdown, MAX_HITS audio player updates]."""
+def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top_k: int) -> list[Any]:
+    """Text (or example-audio) query -> [hits table, status markdown, MAX_HITS audio player updates]."""
     empty = pd.DataFrame(columns=["rank", "score", "id", "label", "caption"])
-    if not (manifest or "").strip() or not Path(manifest.strip()).expanduser().is_file():
+    path = Path((manifest or "").strip()).expanduser()
+    query = (query or "").strip()
+    if not path.is_file():
         return [empty, f"**Error:** Manifest not found: `{manifest}`", *_players([])]
-    if not (query or "").strip():
-        return [empty, "**Error:** Type a text query, e.g. `a dog barking`.", *_players([])]
+    if not audio_query and not query:
+        return [empty, "**Error:** Type a text query, e.g. `a dog barking`, or give an example clip.", *_players([])]
+    if not audio_query and Path(query).expanduser().exists():  # rank_clips would read it as an audio file
+        return [empty, "**Error:** The text query is a file path; use the example-audio box instead.", *_players([])]
+    start = time.perf_counter()
     try:
-        rows = avsuite.read_manifest(Path(manifest.strip()).expanduser())
-        hits, skipped = avsuite.rank_clips(model, rows, query.strip(), int(top_k))
+        rows = avsuite.read_manifest(path)
+        hits, skipped = avsuite.rank_clips(model, rows, audio_query or query, int(top_k))
     except Exception as exc:
-        return [empty, f"**Error:** {exc}", *_players([])]
+        reason = str(exc).replace(str(audio_query), Path(audio_query).name) if audio_query else str(exc)
+        return [empty, f"**Error:** {reason}", *_players([])]
     table = pd.DataFrame([{k: h[k] for k in ("rank", "score", "id", "label", "caption")} for h in hits])
+    what = f"the example clip {Path(audio_query).name}" if audio_query else f"“{query}”"
     note = f" ({skipped} clip{'s' * (skipped != 1)} skipped: not decodable)" if skipped else ""
-    return [table, f"{len(hits)} of {len(rows)} clips for “{query.strip()}”{note}.", *_players(hits)]
+    took = time.perf_counter() - start
+    return [table, f"{len(hits)} of {len(rows)} clips for {what}{note}, in {took:.1f} s.", *_players(hits)]
 
 
 def build_app(model_dir: Path) -> gr.Blocks:
@@ -111,16 +120,18 @@ def build_app(model_dir: Path) -> gr.Blocks:
                     plot = gr.BarPlot(x="label", y="score", sort="-y", y_lim=[0, 1], label="Scores",
                                       elem_id="zs-plot")
             button.click(lambda a, t: classify(model, a, t), [audio, labels], [ranked, plot, status])
-        with gr.Tab("Text-to-audio retrieval"):
+        with gr.Tab("Retrieval"):
             with gr.Row():
                 manifest = gr.Textbox(label="Manifest (JSONL path)", elem_id="rt-manifest", scale=3)
                 query = gr.Textbox(label="Text query", value="a dog barking", elem_id="rt-query", scale=3)
                 top_k = gr.Slider(1, MAX_HITS, value=MAX_HITS, step=1, label="Top k", scale=1)
+            example = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="rt-example",
+                               label="…or search by an example clip (optional; replaces the text query)")
             search = gr.Button("Search", variant="primary", elem_id="rt-run")
             rt_status = gr.Markdown(elem_id="rt-status")
             table = gr.Dataframe(label="Top clips", interactive=False, elem_id="rt-table")
             with gr.Row():
                 players = [gr.Audio(visible=False, interactive=False, elem_id=f"rt-audio-{i}") for i in range(MAX_HITS)]
-            search.click(lambda m, q, k: retrieve(model, m, q, k), [manifest, query, top_k],
+            search.click(lambda m, q, e, k: retrieve(model, m, q, e, k), [manifest, query, example, top_k],
                          [table, rt_status, *players])
     return app

@@ -128,7 +128,7 @@ def manifest(tmp_path_factory, tux_clips) -> Path:
 def test_retrieval_lists_the_api_ranking_with_players(browser, app, model, manifest, shots):
     query = "a bird singing"
     open_page(browser, app)
-    tab = browser.find_element("xpath", "//button[@role='tab' and contains(., 'Text-to-audio retrieval')]")
+    tab = browser.find_element("xpath", "//button[@role='tab' and contains(., 'Retrieval')]")
     tab.click()
     wait_for(browser, lambda d: by_css(d, "#rt-manifest").is_displayed(), what="retrieval tab")
     type_into(browser, "#rt-manifest", str(manifest))
@@ -150,6 +150,17 @@ def test_retrieval_lists_the_api_ranking_with_players(browser, app, model, manif
         assert player.is_displayed() and f"#{hit['rank']} {hit['id']}" in player.text, player.text
     assert_no_traceback(browser)
     assert_loopback_only(browser, app)
+
+    clip = hits[2]["audio"]                                     # query by example: the clip finds itself
+    upload(browser, clip, "#rt-example")
+    status = status_after_click(browser, "#rt-run", "#rt-status")
+    by_example, _ = avsuite.rank_clips(model, avsuite.read_manifest(manifest), clip, 5)
+    assert by_example[0]["id"] == hits[2]["id"] and by_example[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert f"for the example clip {Path(clip).name}" in status, status
+    wait_for(browser, lambda d: f"#1 {hits[2]['id']} (1.000)" in by_css(d, "#rt-audio-0").text, what="self match")
+    table = by_css(browser, "#rt-table").text
+    assert [table.find(h["id"]) for h in by_example] == sorted(table.find(h["id"]) for h in by_example)
+    browser.save_screenshot(str(shots / "clap_retrieval_by_example.png"))
 
     type_into(browser, "#rt-manifest", str(manifest.parent / "missing.jsonl"))
     by_css(browser, "#rt-run").click()

@@ -33,10 +33,16 @@ def type_into(driver, css: str, text: str) -> None:
     box.send_keys(text)
 
 
+def _settled(driver, status: str, before: str) -> str | None:
+    text = by_css(driver, status).text.strip()
+    return text if text and text != before and "processing" not in text else None
+
+
 def status_after_click(driver, button: str, status: str) -> str:
+    """Click ``button``; wait until the ``status`` markdown shows a new, finished message and return it."""
+    before = by_css(driver, status).text.strip()
     by_css(driver, button).click()
-    wait_for(driver, lambda d: by_css(d, status).text.strip(), what=f"{status} to show a result")
-    return by_css(driver, status).text.strip()
+    return wait_for(driver, lambda d: _settled(d, status, before), what=f"{status} to show a new result")
 
 
 def assert_loopback_only(driver, url: str) -> None:
