@@ -11,6 +11,7 @@ telemetry is switched off before gradio is imported (it calls home when a Blocks
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import socket
 import sys
@@ -68,6 +69,7 @@ def serve(name: str, model_dir: Path, *, port: int = 7860, **launch_kw: Any) -> 
         raise FileNotFoundError(f"model dir not found: {model_dir}")
     blocks = module.build_app(model_dir)
     port = port or free_port()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes of the local URL
     try:
         blocks.launch(server_name=HOST, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
                       inbrowser=False, ssr_mode=False, mcp_server=False, show_error=False, **launch_kw)
