@@ -79,11 +79,15 @@ def serve(name: str, model_dir: Path, *, port: int = 7860, **launch_kw: Any) -> 
 
 
 def launch(name: str, model_dir: Path, *, port: int = 7860) -> int:
-    """Start demo ``name`` on 127.0.0.1:``port`` and serve until interrupted; returns 0."""
-    blocks, url = serve(name, model_dir, port=port)
-    print(f"avsuite demo {name}: serving {model_dir} at {url} (Ctrl+C to stop)", flush=True)
+    """Start demo ``name`` on 127.0.0.1:``port`` and serve until interrupted (Ctrl+C); returns 0."""
+    blocks = None
     try:
+        blocks, url = serve(name, model_dir, port=port)
+        print(f"avsuite demo {name}: serving {model_dir} at {url} (Ctrl+C to stop)", flush=True)
         blocks.block_thread()
+    except KeyboardInterrupt:  # Ctrl+C before gradio's own handler is in place
+        print(f"avsuite demo {name}: stopped", flush=True)
     finally:
-        blocks.close()
+        if blocks is not None:
+            blocks.close()
     return 0

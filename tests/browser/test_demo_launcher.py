@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -67,21 +68,23 @@ def test_cli_demo_serves_until_interrupted(clap_model_dir):
     proc = subprocess.Popen([sys.executable, "-c", code, "demo", "clap", "--model", str(clap_model_dir),
                              "--port", str(port)], env={**env, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        deadline, body = time.monotonic() + 60, b""
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
-                    body = resp.read()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert b"avsuite CLAP demo" in body, proc.stdout.read() if proc.poll() is not None else "no answer"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not any("serving" in x for x in lines):
+            time.sleep(0.2)
+        assert any("serving" in x for x in lines), "".join(lines)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert b"avsuite CLAP demo" in resp.read()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert f"serving {clap_model_dir} at http://127.0.0.1:{port}/" in out
     assert "analytics False" in out
