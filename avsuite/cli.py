@@ -175,8 +175,22 @@ def _known_errors() -> tuple[type[BaseException], ...]:
             TypeError)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Like ``parse_args``, but ``key=value`` overrides may come anywhere (argparse alone stops
+    collecting a positional list at the first option: ``--config X a=1 --out D b=2``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    bucket = "overrides" if hasattr(args, "overrides") else "options" if hasattr(args, "options") else None
+    stray = [e for e in extra if bucket is None or e.startswith("-") or "=" not in e]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if bucket:
+        setattr(args, bucket, [*getattr(args, bucket), *extra])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from avsuite.recipes import RecipeUnavailable
 

@@ -60,3 +60,16 @@ def test_data_build_asterisk_end_to_end(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = run("data", "build", "nosuch", "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "sounds" in r.stderr
+
+
+def test_overrides_may_come_anywhere():
+    from avsuite.cli import parse_args
+
+    a = parse_args(["train", "clap", "x=1", "--config", "c.yaml", "model.init_from=D", "--out", "o", "y=2"])
+    assert a.overrides == ["x=1", "model.init_from=D", "y=2"] and a.config == "c.yaml" and a.out == "o"
+    b = parse_args(["data", "build", "sounds", "--out", "d", "gm_renders=2"])
+    assert b.options == ["gm_renders=2"]
+    with pytest.raises(SystemExit):
+        parse_args(["train", "clap", "--out", "o", "--bogus"])
+    with pytest.raises(SystemExit):
+        parse_args(["zeroshot", "--model", "m", "--labels", "a", "f.wav", "k=v", "--nope"])

