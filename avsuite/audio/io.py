@@ -33,14 +33,16 @@ class AudioDecodeError(RuntimeError):
         super().__init__(f"{path}: {reason}")
 
 
-def _read_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
+def _read_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, bool]:
+    """-> ``(data (C, T) or (T,) when mono, rate, may_hold_nan)`` with one open of the file."""
     import soundfile as sf
 
-    info = sf.info(str(path))
-    if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
-        raise AudioDecodeError(path, f"too long: {info.frames / info.samplerate:.0f} s > {max_seconds:.0f} s limit")
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return data.T, sr  # (C, T)
+    with sf.SoundFile(str(path)) as fh:
+        if fh.samplerate > 0 and fh.frames / fh.samplerate > max_seconds:
+            raise AudioDecodeError(path, f"too long: {fh.frames / fh.samplerate:.0f} s > {max_seconds:.0f} s limit")
+        data = fh.read(dtype="float32", always_2d=True)
+        floating = fh.subtype in ("FLOAT", "DOUBLE")
+        return (data[:, 0] if data.shape[1] == 1 else data.T), fh.samplerate, floating
 
 
 def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
@@ -103,9 +105,10 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
         raise AudioDecodeError(path, "empty file (0 bytes)")
     data = native_sr = None
     first_error = None
+    check_finite = True
     if path.suffix.lower() not in _RAW_FORMATS:
         try:
-            data, native_sr = _read_soundfile(path, max_seconds)
+            data, native_sr, check_finite = _read_soundfile(path, max_seconds)
         except AudioDecodeError:
             raise
         except Exception as exc:  # libsndfile cannot read it: let ffmpeg try
@@ -119,10 +122,12 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
             raise
     if data.shape[-1] == 0:
         raise AudioDecodeError(path, "zero-length audio (no samples)")
-    if not np.isfinite(data).all():
+    if check_finite and not np.isfinite(data).all():   # integer PCM and codecs cannot hold NaN
         raise AudioDecodeError(path, "contains NaN or infinite samples")
     wave = torch.from_numpy(np.ascontiguousarray(data))
-    if mono:
+    if wave.dim() == 1:
+        wave = wave if mono else wave[None]
+    elif mono:
         wave = wave.mean(dim=0)
     if sr is not None and sr != native_sr:
         wave = resample(wave, native_sr, sr)

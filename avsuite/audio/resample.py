@@ -8,6 +8,7 @@ torchaudio's default ``sinc_interp_hann``; tests check the two agree to ~1e-6).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -15,9 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+@functools.lru_cache(maxsize=64)
 def sinc_kernel(orig_sr: int, new_sr: int, *, width: int = 6, rolloff: float = 0.99,
                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, int]:
-    """Return the ``(new, 1, K)`` polyphase kernel and its half-width in input samples."""
+    """Return the ``(new, 1, K)`` polyphase kernel and its half-width in input samples.
+
+    Cached per rate pair (decoding a corpus resamples the same pairs thousands of times); the
+    returned tensor is shared, so callers must not modify it in place.
+    """
     g = math.gcd(orig_sr, new_sr)
     orig, new = orig_sr // g, new_sr // g
     base = min(orig, new) * rolloff

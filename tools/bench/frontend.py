@@ -1,13 +1,19 @@
 """Frontend throughput: avsuite AudioFrontend vs torchaudio MelSpectrogram vs librosa, same run.
 
 (B=32, 10 s at 16 kHz), the Whisper/LatentSync setting (n_fft 400, hop 160, 80 slaney mels, power
-mels in dB). Timings interleave the contenders round by round and report medians, so machine noise
-hits all of them alike. Also on CUDA when a GPU is present. Ends with ONE JSON line.
+mels in dB). Timings interleave the contenders round by round, in a rotating order (no contender
+always runs after the same one), and report medians, so machine noise hits all of them alike. Also on CUDA when a GPU is present. Ends with ONE JSON line.
 
     python tools/bench/frontend.py [--quick]
 """
 
 from __future__ import annotations
+
+import os
+
+# numpy's OpenBLAS threads spin for a while after each call and steal the cores from whatever runs
+# next; librosa is measured per clip anyway, so give it one BLAS thread (set before numpy loads)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
@@ -56,9 +62,10 @@ def main() -> None:
         for fn in contenders.values():
             fn()
         times = {k: [] for k in contenders}
-        for _ in range(rounds):
-            for k, fn in contenders.items():
-                times[k].append(timed(fn))
+        names = list(contenders)
+        for r in range(rounds):
+            for k in names[r % len(names):] + names[: r % len(names)]:
+                times[k].append(timed(contenders[k]))
         diff = float((ours(x) - ta(x)).abs().max())
     res = {f"{k}_clips_per_s": scale[k] / statistics.median(v) for k, v in times.items()}
     res["ratio_vs_torchaudio"] = res["ours_clips_per_s"] / res["torchaudio_clips_per_s"]
