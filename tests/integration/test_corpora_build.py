@@ -75,7 +75,7 @@ def test_sounds_rebuild_is_a_cache_hit(sounds_build):
     before = manifest.read_bytes(), manifest.stat().st_mtime_ns
     t0 = time.monotonic()
     assert corpora.build("sounds", out, gm_renders=2, workers=1, progress=False) == manifest
-    assert time.monotonic() - t0 < 10 < seconds
+    assert time.monotonic() - t0 < seconds / 2    # a cache hit does no decoding (the build did)
     assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
     assert not corpora.is_built("sounds", out, gm_renders=3)
 
