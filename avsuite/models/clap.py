@@ -208,11 +208,19 @@ def model_from_state(state: dict[str, Tensor], config: dict[str, Any]) -> ClapMo
     model = ClapModel(from_dict(ClapModelConfig, config.get("model") or {}, prefix="model"),
                       from_dict(FrontendConfig, config.get("frontend") or {}, prefix="frontend"),
                       pretrained_text=False)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"clap model dir does not match its config: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
+    load_matching(model, state, "clap model dir does not match its config")
     return model.eval()
+
+
+def load_matching(model: nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """Load ``state`` strictly; any mismatch is ONE RuntimeError starting with ``what``."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:   # size mismatches
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:4])
+        raise RuntimeError(f"{what}: {detail}") from None
+    if missing or unexpected:
+        raise RuntimeError(f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def tiny_frontend() -> FrontendConfig:

@@ -27,7 +27,7 @@ from avsuite.config import dump_config, load_config
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import DataConfig
 from avsuite.losses import ContrastiveObjective, compute_objective, pack_captions, unpack
-from avsuite.models.clap import ClapModel, ClapModelConfig
+from avsuite.models.clap import ClapModel, ClapModelConfig, load_matching
 from avsuite.recipes import clap_data
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer,
                                     export_model, resume_path, write_config, write_metrics)
@@ -146,10 +146,7 @@ def _init_from(model: ClapModel, model_dir: str) -> None:
     from avsuite.checkpoint import load_model_dir
 
     state, _ = load_model_dir(model_dir)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"init_from {model_dir}: architecture differs (missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]})")
+    load_matching(model, state, f"init_from {model_dir}: architecture differs")
 
 
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
