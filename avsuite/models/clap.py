@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ class ClapModelConfig:
     freeze_text: bool = True
     text_max_tokens: int = 64
     embed_dim: int = 256
+    #: text-side projection: LAION-CLAP MLP, a linear map, or none (keep the text tower's own space,
+    #: which must then have embed_dim dimensions: e.g. 384 for MiniLM)
+    text_projection: Literal["mlp", "linear", "identity"] = "mlp"
     #: crop / fusion window in seconds
     max_seconds: float = 5.0
     fusion: bool = False
@@ -59,6 +62,18 @@ class ClapModelConfig:
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU(), nn.Linear(d_out, d_out))
+
+
+def _text_projection(kind: str, d_in: int, d_out: int) -> nn.Module:
+    if kind == "mlp":
+        return _mlp(d_in, d_out)
+    if kind == "linear":
+        return nn.Linear(d_in, d_out)
+    if kind == "identity":
+        if d_in != d_out:
+            raise ValueError(f"text_projection=identity needs embed_dim == text tower width ({d_in}), got {d_out}")
+        return nn.Identity()
+    raise ValueError(f"unknown text_projection {kind!r}; choose mlp, linear or identity")
 
 
 class FusionStem(nn.Module):
@@ -94,7 +109,7 @@ class ClapModel(nn.Module):
         self.text_encoder = build_text_encoder(cfg.text, path=cfg.text_path, freeze=cfg.freeze_text,
                                                max_tokens=cfg.text_max_tokens, pretrained=pretrained_text)
         self.audio_proj = _mlp(self.audio_encoder.out_dim, cfg.embed_dim)
-        self.text_proj = _mlp(self.text_encoder.out_dim, cfg.embed_dim)
+        self.text_proj = _text_projection(cfg.text_projection, self.text_encoder.out_dim, cfg.embed_dim)
         self.fusion = FusionStem() if cfg.fusion else None
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
         rate = frontend.sample_rate
