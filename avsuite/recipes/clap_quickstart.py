@@ -32,7 +32,7 @@ UNSEEN_FRACTION = 0.25
 SPLIT_SEED = 0
 
 
-def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_steps: int = 300, **model_kw: Any):
+def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_steps: int = 900, **model_kw: Any):
     """The quickstart's training config (also the reference for ``configs/clap/tiny.yaml``)."""
     from avsuite.recipes.clap import Config
 
@@ -75,7 +75,7 @@ def compositional_scores(model: Any, rows: list[dict], n: int = 32) -> dict[str,
     return compositional_eval(model, rows, n=n, seed=SPLIT_SEED, clip_seconds=1.5)
 
 
-def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 300, manifest: Path | None = None,
+def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 900, manifest: Path | None = None,
         overrides: Sequence[str] = (), **model_kw: Any) -> dict[str, float]:
     """The whole quickstart; returns the flat metrics also written to ``out/metrics.json``.
 
