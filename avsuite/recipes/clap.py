@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from avsuite.audio.frontend import FrontendConfig
-from avsuite.config import dump_config, load_config
+from avsuite.config import load_config
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import DataConfig
 from avsuite.losses import ContrastiveObjective, compute_objective, pack_captions, unpack
