@@ -32,7 +32,7 @@ UNSEEN_FRACTION = 0.25
 SPLIT_SEED = 0
 
 
-def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_steps: int = 900, **model_kw: Any):
+def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_steps: int = 300, **model_kw: Any):
     """The quickstart's training config (also the reference for ``configs/clap/tiny.yaml``)."""
     from avsuite.recipes.clap import Config
 
@@ -56,10 +56,10 @@ def _split(row: dict) -> str:
     return row.get("split") or ("train" if zlib.crc32(str(row["id"]).encode()) % 8 else "valid")
 
 
-def split_corpus(rows: list[dict], out: Path) -> dict[str, Path]:
+def split_corpus(rows: list[dict], out: Path, *, seed: int = SPLIT_SEED) -> dict[str, Path]:
     """Write ``train.jsonl`` (seen classes, train split), ``seen_heldout.jsonl`` (seen classes,
     other splits) and ``unseen.jsonl`` (held-out classes) under ``out``."""
-    seen, unseen = clap_data.class_disjoint_split(rows, UNSEEN_FRACTION, seed=SPLIT_SEED)
+    seen, unseen = clap_data.class_disjoint_split(rows, UNSEEN_FRACTION, seed=seed)
     train = [r for r in seen if _split(r) == "train"]
     heldout = [r for r in seen if _split(r) != "train"]
     paths = {"train": out / "train.jsonl", "seen_heldout": out / "seen_heldout.jsonl", "unseen": out / "unseen.jsonl"}
@@ -68,15 +68,15 @@ def split_corpus(rows: list[dict], out: Path) -> dict[str, Path]:
     return paths
 
 
-def compositional_scores(model: Any, rows: list[dict], n: int = 32) -> dict[str, float]:
+def compositional_scores(model: Any, rows: list[dict], n: int = 32, seed: int = SPLIT_SEED) -> dict[str, float]:
     """CompA-order / attribute and TeminAL temporal 2x2 scores on sets built from ``rows``."""
     from avsuite.eval.benchmarks import compositional_eval
 
-    return compositional_eval(model, rows, n=n, seed=SPLIT_SEED, clip_seconds=1.5)
+    return compositional_eval(model, rows, n=n, seed=seed, clip_seconds=1.5)
 
 
-def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 900, manifest: Path | None = None,
-        overrides: Sequence[str] = (), **model_kw: Any) -> dict[str, float]:
+def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 300, manifest: Path | None = None,
+        overrides: Sequence[str] = (), split_seed: int = SPLIT_SEED, **model_kw: Any) -> dict[str, float]:
     """The whole quickstart; returns the flat metrics also written to ``out/metrics.json``.
 
     ``manifest``: use this sounds manifest instead of building the corpus; ``overrides``: dotted
@@ -90,7 +90,7 @@ def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 900, manifest: 
 
         manifest = build("sounds", default_corpus_dir("sounds"))
     rows = read_manifest(manifest)
-    paths = split_corpus(rows, out / "data")
+    paths = split_corpus(rows, out / "data", seed=split_seed)
     cfg = quickstart_config(paths["train"], max_minutes=max_minutes, max_steps=max_steps, **model_kw)
     if overrides:
         from avsuite.config import from_dict, to_dict, apply_overrides
@@ -107,7 +107,7 @@ def run(out: Path, *, max_minutes: float = 6.0, max_steps: int = 900, manifest: 
     if len({r.get("label") for r in seen_rows}) >= 2:
         seen = evaluate_model(model, seen_rows, out / "seen_heldout", templates=cfg.templates)
         metrics.update({f"seen_{k}": v for k, v in seen.items() if k.startswith("zeroshot")})
-    metrics.update(compositional_scores(model, read_manifest(paths["unseen"])))
+    metrics.update(compositional_scores(model, read_manifest(paths["unseen"]), seed=split_seed))
     metrics.update({"train_loss": train_metrics.get("train_loss", float("nan")),
                     "train_steps": train_metrics.get("steps", 0.0), "train_clips": train_metrics.get("train_clips", 0.0),
                     "unseen_classes": metrics.get("zeroshot_classes", 0.0), "corpus_clips": float(len(rows)),
