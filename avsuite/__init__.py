@@ -2,7 +2,11 @@
 
 Public API (no side effects at import; heavy modules load lazily):
 
-    from avsuite import load_audio, AudioFrontend, FrontendConfig
+    import avsuite
+    model = avsuite.load_model("runs/quickstart/model")                # any avsuite model dir
+    results = avsuite.classify_files(model, ["dog", "rain"], ["a.wav"])  # zero-shot, per-file errors
+    hits, skipped = avsuite.rank_clips(model, avsuite.read_manifest("m.jsonl"), "a dog barking")
+    wave, sr = avsuite.load_audio("clip.ogg", 16000)
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ _LAZY = {
     "FrontendConfig": "avsuite.audio.frontend",
     "load_config": "avsuite.config",
     "read_manifest": "avsuite.data.manifest",
+    "load_model": "avsuite.models.registry",
+    "classify_files": "avsuite.inference.zeroshot",
+    "rank_clips": "avsuite.inference.retrieve",
+    "transcribe_files": "avsuite.inference.transcribe",
+    "predict_intents": "avsuite.inference.intents",
 }
 
 

@@ -82,9 +82,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_data_build(a: argparse.Namespace) -> int:
+    from avsuite.config import parse_override
     from avsuite.data.corpora import build
 
-    path = build(a.corpus, Path(a.out), force=a.force)
+    options = {".".join(k): v for k, v in (parse_override(o) for o in a.options)}
+    path = build(a.corpus, Path(a.out), force=a.force, **options)
     print(f"wrote {path}")
     return 0
 
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("corpus", help="corpus name (sounds, asterisk, intents)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--force", action="store_true", help="rebuild even if cached")
+    sp.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. gm_renders=8")
 
     sp = add("quickstart", cmd_quickstart, "the main job: build the sound corpus, train CLAP, report zero-shot")
     sp.add_argument("--out", default="runs/quickstart")
@@ -168,11 +171,26 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from avsuite.config import ConfigError
     from avsuite.data.manifest import ManifestError
 
-    return (ConfigError, ManifestError, CheckpointError, AudioDecodeError, FileNotFoundError, KeyError, ValueError)
+    return (ConfigError, ManifestError, CheckpointError, AudioDecodeError, FileNotFoundError, KeyError, ValueError,
+            TypeError)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Like ``parse_args``, but ``key=value`` overrides may come anywhere (argparse alone stops
+    collecting a positional list at the first option: ``--config X a=1 --out D b=2``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    bucket = "overrides" if hasattr(args, "overrides") else "options" if hasattr(args, "options") else None
+    stray = [e for e in extra if bucket is None or e.startswith("-") or "=" not in e]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if bucket:
+        setattr(args, bucket, [*getattr(args, bucket), *extra])
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from avsuite.recipes import RecipeUnavailable
 

@@ -192,7 +192,6 @@ class AudioFrontend(nn.Module):
         fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.sample_rate, cfg.n_mels, cfg.f_min, f_max,
                             cfg.mel_scale, cfg.mel_norm)
         self.register_buffer("fb", fb, persistent=False)
-        self.register_buffer("fb2", fb.repeat_interleave(2, dim=0), persistent=False)
         self._cache = threading.local()
 
     @property
@@ -219,43 +218,44 @@ class AudioFrontend(nn.Module):
     def power_mel(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Linear mel energies, ``(B, frames, n_mels)``.
 
-        |X|^2 summed over (re, im) is fused into the mel matmul: the squared interleaved
-        (re, im) spectrum times a filterbank with each row repeated twice. Without autograd,
-        the two large intermediates reuse per-thread work buffers (fresh 50 MB tensors cost
-        more in page faults than the arithmetic).
+        Without autograd (inference, feature extraction) the three large intermediates (windowed
+        frames, spectrum, power) go to per-thread work buffers: fresh ~50 MB tensors cost more in
+        page faults than the arithmetic, and |X|^2 is one mul + addcmul over the (re, im) views.
         """
         frames = self._frames(wave, lengths)
         n_bins = self.cfg.n_fft // 2 + 1
         if torch.is_grad_enabled() and (wave.requires_grad or self.fb.requires_grad):
-            spec = torch.fft.rfft(frames * self.window, n=self.cfg.n_fft)
-            ri = torch.view_as_real(spec).flatten(-2).square()
+            ri = torch.view_as_real(torch.fft.rfft(frames * self.window, n=self.cfg.n_fft))
+            power = ri[..., 0].square() + ri[..., 1].square()
         else:
-            buf_w, buf_s = self._work_buffers(frames.shape, n_bins, wave.device)
+            buf_w, buf_s, power = self._work_buffers(frames.shape, n_bins, wave.device)
             torch.mul(frames, self.window, out=buf_w)
-            spec = torch.fft.rfft(buf_w, n=self.cfg.n_fft, out=buf_s)
-            ri = torch.view_as_real(spec).flatten(-2).square_()
+            ri = torch.view_as_real(torch.fft.rfft(buf_w, n=self.cfg.n_fft, out=buf_s))
+            torch.mul(ri[..., 0], ri[..., 0], out=power).addcmul_(ri[..., 1], ri[..., 1])
         if self.cfg.power != 2.0:
-            ri = ri.view(*ri.shape[:-1], n_bins, 2).sum(-1).pow(self.cfg.power / 2.0)
-            return ri @ self.fb
-        return ri @ self.fb2
+            power = power.pow(self.cfg.power / 2.0)
+        return power @ self.fb
 
-    def _work_buffers(self, shape: torch.Size, n_bins: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _work_buffers(self, shape: torch.Size, n_bins: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         cache = self._cache.__dict__
         key = (tuple(shape), device)
         if cache.get("key") != key:
             cache["key"] = key
             cache["w"] = torch.empty(shape, device=device)
             cache["s"] = torch.empty((*shape[:-1], n_bins), dtype=torch.complex64, device=device)
-        return cache["w"], cache["s"]
+            cache["p"] = torch.empty((*shape[:-1], n_bins), device=device)
+        return cache["w"], cache["s"], cache["p"]
 
     def _log(self, mel: Tensor, mask: Tensor | None) -> Tensor:
         cfg = self.cfg
         if cfg.log == "none":
             return mel
+        inplace = not (torch.is_grad_enabled() and mel.requires_grad)
         if cfg.log == "log":
-            return torch.log(mel.clamp(min=cfg.amin))
+            return mel.clamp_(min=cfg.amin).log_() if inplace else torch.log(mel.clamp(min=cfg.amin))
         if cfg.log == "db":
-            out = 10.0 * torch.log10(mel.clamp(min=cfg.amin))
+            out = (mel.clamp_(min=cfg.amin).log10_().mul_(10.0) if inplace
+                   else 10.0 * torch.log10(mel.clamp(min=cfg.amin)))
             if cfg.top_db is not None:
                 peak = _masked_amax(out, mask)
                 out = torch.maximum(out, peak - cfg.top_db)

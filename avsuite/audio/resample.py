@@ -43,6 +43,30 @@ def _apply(wave: Tensor, kernel: Tensor, half: int, orig: int, new: int) -> Tens
     return y[..., :out_len].reshape(*shape[:-1], out_len)
 
 
+#: above this many polyphase phases (an odd rate pair such as 22254 -> 16000 Hz needs 8000 phases of
+#: 11127 taps) the kernel would cost more than the signal: use band-limited FFT resampling instead
+MAX_PHASES = 1000
+
+
+def fft_resample(wave: Tensor, orig_sr: int, new_sr: int) -> Tensor:
+    """Band-limited resampling by truncating / zero-padding the spectrum; ``(..., T)`` -> ``(..., T')``.
+
+    The signal is zero-padded first (>= 0.1 s, to a length that maps to an integer output length)
+    so the FFT's circular wrap-around stays off the clip's end.
+    """
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    t = wave.shape[-1]
+    n_out = math.ceil(t * new / orig)
+    total = -(-(t + orig_sr // 10) // orig) * orig
+    m = total // orig * new
+    spec = torch.fft.rfft(F.pad(wave.double(), (0, total - t)))
+    out = torch.zeros(*spec.shape[:-1], m // 2 + 1, dtype=spec.dtype, device=spec.device)
+    k = min(spec.shape[-1], out.shape[-1])
+    out[..., :k] = spec[..., :k]
+    return (torch.fft.irfft(out, n=m) * (m / total))[..., :n_out].to(wave.dtype)
+
+
 def resample(wave: Tensor, orig_sr: int, new_sr: int, *, width: int = 6, rolloff: float = 0.99) -> Tensor:
     """Resample ``(..., T)`` from ``orig_sr`` to ``new_sr``; returns ``(..., ceil(T*new/orig))``."""
     if orig_sr <= 0 or new_sr <= 0:
@@ -50,6 +74,8 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int, *, width: int = 6, rolloff
     if orig_sr == new_sr:
         return wave
     g = math.gcd(orig_sr, new_sr)
+    if max(orig_sr, new_sr) // g > MAX_PHASES:
+        return fft_resample(wave, orig_sr, new_sr)
     kernel, half = sinc_kernel(orig_sr, new_sr, width=width, rolloff=rolloff, dtype=wave.dtype)
     return _apply(wave, kernel.to(wave.device), half, orig_sr // g, new_sr // g)
 

@@ -14,8 +14,9 @@ import lightning as L
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import AudioPipeline, Collate, DataConfig, build_pipeline
 
-#: Lightning's training fetcher asks for one batch ahead of the one it trains on
-LIGHTNING_LOOKAHEAD = 1
+#: Lightning's training fetcher reads one batch ahead only for loaders WITHOUT ``__len__``;
+#: AudioPipeline has an exact ``__len__``, so what it has handed out is what was trained on.
+LIGHTNING_LOOKAHEAD = 0
 
 
 class AudioDataModule(L.LightningDataModule):

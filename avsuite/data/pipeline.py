@@ -185,16 +185,18 @@ class AudioPipeline:
     # ------------------------------------------------------------------ iteration + state
     def __iter__(self) -> Iterator[Any]:
         cfg = self.cfg
+        if self.consumed >= len(self):          # state saved after the last batch: next epoch
+            self.epoch, self.consumed = self.epoch + 1, 0
         start = self.consumed
         pipe = (self._index_pipeline()
                 .skip(start)
                 .map(self._decode_batch, num_parallel_calls=cfg.num_parallel_calls)
                 .prefetch(cfg.prefetch)
                 .and_return())
-        self._yielded = start
+        yielded = start
         for batch in pipe:
-            self._yielded += 1
-            self.consumed = max(self._yielded - self.lookahead, 0)
+            yielded += 1
+            self.consumed = max(yielded - self.lookahead, 0)
             if batch is not None:
                 yield batch
         if self.stats.total:
@@ -203,10 +205,17 @@ class AudioPipeline:
         self.consumed = 0
 
     def __len__(self) -> int:
+        """Exact number of index-batches per epoch (a batch whose every file fails is dropped)."""
         n = len(self._keep) // self.world_size if self.world_size > 1 else len(self._keep)
-        if self.cfg.drop_last:
-            return n // self.cfg.batch_size
-        return math.ceil(n / self.cfg.batch_size)
+        b = self.cfg.batch_size
+
+        def count(size: int) -> int:
+            return size // b if self.cfg.drop_last else -(-size // b)
+
+        if not self.cfg.bucket_by_length:
+            return count(n)
+        chunk = b * 32
+        return (n // chunk) * count(chunk) + count(n % chunk)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "consumed": self.consumed, "skipped": dict(self.stats.counts)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from avsuite.data.corpora import asterisk, sounds
+from avsuite.data.corpora import asterisk, intents, sounds
 from avsuite.data.corpora.common import RUNTIME_OPTIONS, clear_outputs, write_json
 
 log = logging.getLogger("avsuite.data.corpora")
@@ -64,6 +64,8 @@ CORPORA: dict[str, Corpus] = {
                      sounds.format_summary, "named sound events: animals, instruments, everyday and game sounds"),
     "asterisk": Corpus("asterisk", asterisk.VERSION, asterisk.DEFAULTS, asterisk.build_rows, asterisk.inputs,
                        asterisk.format_summary, "English telephone prompts with transcripts + fr/es translations"),
+    "intents": Corpus("intents", intents.VERSION, intents.DEFAULTS, intents.build_rows, intents.inputs,
+                      intents.format_summary, "spoken intents: OVOS templates x offline TTS voices"),
 }
 
 

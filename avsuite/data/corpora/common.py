@@ -193,36 +193,17 @@ def convert_clip(job: ConvertJob) -> dict[str, Any]:
             "digest": hashlib.sha1(pcm.tobytes()).hexdigest()}
 
 
-#: Above this many output phases (``new_sr / gcd``) the dense polyphase kernel of
-#: :func:`avsuite.audio.resample.resample` gets huge (22254 -> 32000 Hz needs 16000 x 11000 taps);
-#: such odd rates are resampled in the frequency domain instead.
-MAX_PHASES = 2000
-
-
 def resample_any(wave, orig_sr: int, new_sr: int):
-    """``(T,)`` float32 numpy at ``orig_sr`` -> ``new_sr``; cheap for odd rate pairs too."""
-    import math
-
+    """``(T,)`` float32 numpy at ``orig_sr`` -> ``new_sr`` with the shared resampler (which switches
+    to FFT resampling for odd rate pairs such as tuxpaint's 22254 Hz)."""
     import numpy as np
+    import torch
+
+    from avsuite.audio.resample import resample
 
     if orig_sr == new_sr:
         return wave
-    g = math.gcd(orig_sr, new_sr)
-    if new_sr // g <= MAX_PHASES and orig_sr // g <= MAX_PHASES:
-        import torch
-
-        from avsuite.audio.resample import resample
-
-        return resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, new_sr).numpy()
-    from scipy.signal import resample as fft_resample
-
-    # band-limited FFT resampling; zero padding keeps the circular wrap-around off the clip's end
-    n_out = math.ceil(len(wave) * new_sr / orig_sr)
-    step = orig_sr // g                     # a padded length that is a multiple of this maps exactly
-    total = -(-(len(wave) + orig_sr // 10) // step) * step
-    padded = np.concatenate([wave.astype(np.float64), np.zeros(total - len(wave))])
-    out = fft_resample(padded, total // step * (new_sr // g))
-    return out[:n_out].astype(np.float32)
+    return resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), orig_sr, new_sr).numpy()
 
 
 def convert_all(jobs: Sequence[ConvertJob], *, workers: int | None, desc: str, progress: bool) -> list[dict[str, Any]]:

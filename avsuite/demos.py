@@ -1,0 +1,93 @@
+"""``avsuite demo <name> --model DIR [--port N]``: start the Gradio app ``demos/<name>_app.py``.
+
+Each demo module defines ``build_app(model_dir) -> gr.Blocks`` and imports the public ``avsuite``
+API only. The app listens on 127.0.0.1 (never a public address, never ``share=True``) and Gradio's
+telemetry is switched off before gradio is imported (it calls home when a Blocks is built).
+
+    blocks, url = serve("clap", Path("runs/quickstart/model"), port=0)   # non-blocking (tests)
+    launch("clap", Path("runs/quickstart/model"), port=7860)             # blocks until Ctrl+C
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: the top-level demos/ folder of a repo checkout (demos are not part of the installed package)
+DEMOS_DIR = Path(__file__).resolve().parent.parent / "demos"
+HOST = "127.0.0.1"
+
+
+def _quiet_gradio() -> None:
+    """Switch off Gradio's analytics and the HF hub's telemetry; must run before ``import gradio``."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+def available(demos_dir: Path = DEMOS_DIR) -> list[str]:
+    """Names of the demos in ``demos_dir`` (``<name>_app.py`` -> ``name``)."""
+    return sorted(p.name[: -len("_app.py")] for p in demos_dir.glob("*_app.py")) if demos_dir.is_dir() else []
+
+
+def load_demo(name: str, demos_dir: Path = DEMOS_DIR) -> ModuleType:
+    """Import ``demos_dir/<name>_app.py``; ValueError naming the available demos if there is none."""
+    if not demos_dir.is_dir():
+        raise ValueError(f"demo folder not found: {demos_dir} (demos run from a repo checkout of avsuite)")
+    path = demos_dir / f"{name}_app.py"
+    if not name.isidentifier() or not path.is_file():
+        names = ", ".join(available(demos_dir)) or "none"
+        raise ValueError(f"unknown demo {name!r}; available demos: {names}")
+    _quiet_gradio()
+    spec = importlib.util.spec_from_file_location(f"avsuite_demo_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "build_app", None)):
+        raise ValueError(f"{path} does not define build_app(model_dir)")
+    return module
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve(name: str, model_dir: Path, *, port: int = 7860, **launch_kw: Any) -> tuple[Any, str]:
+    """Build demo ``name`` for ``model_dir`` and start it on 127.0.0.1:``port`` (0 = any free port)
+    without blocking. Returns ``(blocks, url)``; stop it with ``blocks.close()``."""
+    module = load_demo(name)
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise FileNotFoundError(f"model dir not found: {model_dir}")
+    blocks = module.build_app(model_dir)
+    port = port or free_port()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes of the local URL
+    try:
+        blocks.launch(server_name=HOST, server_port=port, share=False, prevent_thread_lock=True, quiet=True,
+                      inbrowser=False, ssr_mode=False, mcp_server=False, show_error=False, **launch_kw)
+    except OSError as exc:  # gradio raises OSError when the port is taken
+        raise ValueError(f"cannot start the demo on {HOST}:{port}: {exc}") from exc
+    return blocks, f"http://{HOST}:{port}/"
+
+
+def launch(name: str, model_dir: Path, *, port: int = 7860) -> int:
+    """Start demo ``name`` on 127.0.0.1:``port`` and serve until interrupted (Ctrl+C); returns 0."""
+    blocks = None
+    try:
+        blocks, url = serve(name, model_dir, port=port)
+        print(f"avsuite demo {name}: serving {model_dir} at {url} (Ctrl+C to stop)", flush=True)
+        blocks.block_thread()
+    except KeyboardInterrupt:  # Ctrl+C before gradio's own handler is in place
+        print(f"avsuite demo {name}: stopped", flush=True)
+    finally:
+        if blocks is not None:
+            blocks.close()
+    return 0

@@ -1,0 +1,453 @@
+"""Recipe ``ctc_ot``: siamese CTC + optimal-transport speech pre-training, then ASR / ST fine-tuning.
+
+Stages (``task.stage``):
+
+- ``pretrain``: speech encoder (+CTC head) and text encoder; loss ``w_ctc*CTC + w_ot*OT``
+  (``loss.w_ot=0`` is plain CTC pre-training). Eval: CTC greedy transcripts -> WER/CER.
+- ``asr`` / ``st``: speech encoder (``model.init_from=<pretrain>/model`` or from scratch) + Transformer
+  decoder, label-smoothed cross-entropy; targets are the normalised transcript (``asr``) or the
+  ``translation[task.target_lang]`` of each row (``st``). Eval: beam or greedy -> WER/CER/BLEU/chrF.
+
+Data: manifest rows ``{"id", "audio", "text", "translation": {lang: ...}, "split"}`` (optionally
+``offset``/``duration`` in seconds). Clips are decoded once and their fbank features cached in memory
+(the frontend has no parameters, so this equals running it in the model each step). Bad rows never
+reach the loss: empty or annotation-only transcripts, characters outside the vocabulary
+(``task.on_oov``), undecodable audio (the shared pipeline's ``unreadable``), audio too short for the 4x subsampling or for its CTC
+target, audio longer than ``data.max_seconds``: each is skipped and counted in ``metrics.json``
+(``skipped_<reason>``), or raises an error naming the row with ``data.strict: true``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from avsuite.audio.frontend import AudioFrontend, FrontendConfig, kaldi_fbank
+from avsuite.checkpoint import load_model_dir
+from avsuite.data.pipeline import DataConfig, build_pipeline
+from avsuite.eval.asr import decode
+from avsuite.eval.speech_metrics import all_metrics
+from avsuite.losses.ctc import ctc_min_frames, ctc_ot_loss
+from avsuite.models.seq2seq import average_state_dicts
+from avsuite.models.speech import ConvSubsampler, build_model, model_config, preset
+from avsuite.models.text_tokenizer import normalize_transcript, normalize_translation, tokenizer_from, train_tokenizer
+from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
+                                    resume_path, write_config, write_metrics)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    stage: Literal["pretrain", "asr", "st"] = "pretrain"
+    target_lang: str = "fr"
+    tokenizer: Literal["char", "sentencepiece"] = "char"
+    vocab_size: int = 300
+    on_oov: Literal["unk", "skip", "error"] = "skip"
+    #: SpecAugment (2 frequency + 2 time masks) on the cached fbank during training
+    spec_augment: bool = True
+    #: average the weights of the last N validation points at the end of training (0 = off)
+    average_last: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    preset: str = "tiny"
+    arch: Literal["conformer", "transformer"] = "conformer"
+    dropout: float = 0.1
+    ctc_layer: int = 0
+    max_frames: int = 1500
+    init_from: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    w_ctc: float = 1.0
+    w_ot: float = 0.1
+    p: int = 2
+    blur: float = 0.05
+    scaling: float = 0.5
+    n_iters: int = 10
+    debias: bool = True
+    pos_weight: float = 1.0
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeConfig:
+    method: Literal["greedy", "beam"] = "beam"
+    beam: int = 5
+    max_len: int = 200
+    len_penalty: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    frontend: FrontendConfig = field(default_factory=lambda: kaldi_fbank(normalize="utterance"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_seconds=20.0))
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=(0.9, 0.98), warmup_steps=100))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=200, val_every_n_steps=50,
+                                                                        gradient_clip_val=5.0))
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+# ----------------------------------------------------------------------------- data
+class BadRow(ValueError):
+    """A manifest row that cannot be used; ``reason`` is the skip counter's key, the message names the row."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_rows(path: str | Path, split: str | None = None, *, own_file: bool = True) -> list[dict[str, Any]]:
+    """Rows of a manifest; with ``split``, only that split when rows carry one. A manifest without
+    splits gives all its rows when it is the split's ``own_file``, none otherwise."""
+    from avsuite.data.manifest import read_manifest
+
+    rows = read_manifest(path)
+    if split is None:
+        return rows
+    if any("split" in r for r in rows):
+        return [r for r in rows if r.get("split") == split]
+    return rows if own_file else []
+
+
+def row_targets(row: dict[str, Any], stage: str, lang: str) -> tuple[str, str]:
+    """``(source transcript, target text)`` of a row for ``stage``; raises :class:`BadRow`."""
+    src = normalize_transcript(str(row.get("text") or ""))
+    if not src:
+        raise BadRow("empty_text", f"row {row.get('id')!r}: empty transcript (after removing annotations)")
+    if stage == "st":
+        tr = (row.get("translation") or {}).get(lang)
+        tgt = normalize_translation(str(tr or ""))
+        if not tgt:
+            raise BadRow("no_translation", f"row {row.get('id')!r}: no {lang!r} translation")
+        return src, tgt
+    return src, src
+
+
+def decode_rows(rows: list[dict[str, Any]], data: DataConfig) -> tuple[dict[str, Tensor], Counter]:
+    """Decode every row's audio once with the shared pipeline (no cropping) -> ``{id: (T,) wave}``."""
+    dcfg = dataclasses.replace(data, max_seconds=None, min_seconds=0.0, shuffle_window=0, bucket_by_length=False,
+                               drop_last=False)
+    pipe = build_pipeline(rows, dcfg, collate=lambda examples: examples, train=False)
+    waves = {}
+    for batch in pipe:
+        for ex in batch:
+            wave, row = ex["wave"], ex["row"]
+            if "offset" in row:   # a segment of a longer recording (MuST-C)
+                start = int(float(row["offset"]) * data.sample_rate)
+                wave = wave[start: start + int(float(row.get("duration", 0)) * data.sample_rate) or None]
+            waves[ex["id"]] = wave
+    return waves, Counter(pipe.stats.counts)
+
+
+def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
+            *, training: bool = True) -> tuple[list[dict[str, Any]], Counter]:
+    """Decode, featurise, tokenise and filter rows -> examples + ``Counter`` of skip reasons.
+
+    ``training=False`` (scoring) keeps rows whose CTC target would not fit their frames."""
+    waves, skipped = decode_rows(rows, cfg.data)
+    examples = []
+    for row in rows:
+        if row["id"] not in waves:
+            continue              # unreadable audio: counted by the pipeline
+        try:
+            examples.append(_example(row, waves[row["id"]], cfg, frontend, src_tok, tgt_tok, training))
+        except BadRow as exc:
+            if cfg.data.strict:
+                raise
+            skipped[exc.reason] += 1
+    return examples, skipped
+
+
+def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
+             training: bool) -> dict:
+    src, tgt = row_targets(row, cfg.task.stage, cfg.task.target_lang)
+    for tok, text in ((src_tok, src), (tgt_tok, tgt)):
+        if tok.count_oov(text) and cfg.task.on_oov != "unk":
+            err = BadRow("oov", f"row {row['id']!r}: characters outside the vocabulary in {text!r} "
+                                f"(task.on_oov={cfg.task.on_oov})")
+            if cfg.task.on_oov == "error":
+                raise ValueError(str(err))
+            raise err
+    seconds = wave.numel() / cfg.data.sample_rate
+    if cfg.data.max_seconds is not None and seconds > cfg.data.max_seconds:
+        raise BadRow("too_long", f"row {row['id']!r}: {seconds:.1f} s > data.max_seconds={cfg.data.max_seconds}")
+    if seconds < cfg.data.min_seconds or wave.numel() < frontend.frame_length:
+        raise BadRow("too_short", f"row {row['id']!r}: {seconds:.3f} s is too short")
+    with torch.no_grad():
+        feats, n = frontend(wave[None], torch.tensor([wave.numel()]))
+    src_ids, tgt_ids = src_tok.encode(src), tgt_tok.encode(tgt)
+    enc_frames = ConvSubsampler.out_lengths(n)
+    if training and cfg.task.stage == "pretrain" and int(ctc_min_frames(torch.tensor([src_ids]), torch.tensor([len(src_ids)]))) \
+            > int(enc_frames):
+        raise BadRow("too_short", f"row {row['id']!r}: {int(enc_frames)} encoder frames cannot fit "
+                                  f"{len(src_ids)} CTC labels")
+    if int(enc_frames) > cfg.model.max_frames:
+        raise BadRow("too_long", f"row {row['id']!r}: {int(enc_frames)} frames > model.max_frames")
+    return {"id": row["id"], "feats": feats[0, :, : int(n)], "src": src_ids, "tgt": tgt_ids, "ref": tgt}
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Examples -> ``feats (B, M, F)``, ``n_frames (B,)``, ``src``/``tgt`` ``(B, S)`` 0-padded + lengths."""
+    n = torch.tensor([e["feats"].shape[1] for e in examples])
+    feats = torch.zeros(len(examples), examples[0]["feats"].shape[0], int(n.max()))
+    for i, e in enumerate(examples):
+        feats[i, :, : e["feats"].shape[1]] = e["feats"]
+    out = {"feats": feats, "n_frames": n, "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}
+    for key in ("src", "tgt"):
+        lens = torch.tensor([len(e[key]) for e in examples])
+        toks = torch.zeros(len(examples), max(int(lens.max()), 1), dtype=torch.long)
+        for i, e in enumerate(examples):
+            toks[i, : len(e[key])] = torch.tensor(e[key], dtype=torch.long)
+        out[key], out[key + "_len"] = toks, lens
+    return out
+
+
+def batches(examples: list[dict[str, Any]], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
+    """Length-sorted batches (less padding); shuffled batch order when ``shuffle``."""
+    order = sorted(range(len(examples)), key=lambda i: examples[i]["feats"].shape[1])
+    if shuffle:   # jitter within neighbourhoods so batches differ between epochs
+        rng = random.Random(seed)
+        order = sorted(order, key=lambda i: examples[i]["feats"].shape[1] * (1 + 0.2 * rng.random()))
+    out = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        random.Random(seed + 1).shuffle(out)
+    return out
+
+
+class _BatchSampler(torch.utils.data.Sampler):
+    def __init__(self, examples: list[dict[str, Any]], batch_size: int, seed: int):
+        self.examples, self.batch_size, self.seed, self.epoch = examples, batch_size, seed, 0
+
+    def __iter__(self):
+        self.epoch += 1
+        return iter(batches(self.examples, self.batch_size, shuffle=True, seed=self.seed + self.epoch))
+
+    def __len__(self) -> int:
+        return (len(self.examples) + self.batch_size - 1) // self.batch_size
+
+
+def spec_augment(feats: Tensor, n: Tensor, gen: torch.Generator) -> Tensor:
+    """Two frequency masks (<= 10 bins) and two time masks (<= 10% of frames) per item, in place on a copy."""
+    feats = feats.clone()
+    for i in range(feats.shape[0]):
+        for _ in range(2):
+            w = int(torch.randint(0, 11, (1,), generator=gen))
+            f0 = int(torch.randint(0, max(feats.shape[1] - w, 1), (1,), generator=gen))
+            feats[i, f0: f0 + w] = 0.0
+            t = max(int(n[i]) // 10, 1)
+            w = int(torch.randint(0, t + 1, (1,), generator=gen))
+            t0 = int(torch.randint(0, max(int(n[i]) - w, 1), (1,), generator=gen))
+            feats[i, :, t0: t0 + w] = 0.0
+    return feats
+
+
+# ----------------------------------------------------------------------------- training
+class CTCOTModule(L.LightningModule):
+    """Thin Lightning wrapper: one loss call per step, AdamW with warmup + cosine decay."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Config):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.gen = torch.Generator().manual_seed(cfg.trainer.seed)
+        self.snapshots: deque = deque(maxlen=max(cfg.task.average_last, 1))
+
+    def losses(self, batch: dict[str, Any], train: bool) -> dict[str, Tensor]:
+        feats = batch["feats"]
+        if train and self.cfg.task.spec_augment:
+            feats = spec_augment(feats, batch["n_frames"], self.gen)
+        c = self.cfg.loss
+        if self.cfg.task.stage == "pretrain":
+            o = self.model(feats, batch["n_frames"], batch["src"], batch["src_len"])
+            return ctc_ot_loss(o["log_probs"], o["speech_lengths"], batch["src"], batch["src_len"], o["speech"],
+                               o["speech_mask"], o["text"], o["text_mask"], w_ctc=c.w_ctc, w_ot=c.w_ot, p=c.p,
+                               blur=c.blur, scaling=c.scaling, n_iters=c.n_iters, debias=c.debias,
+                               pos_weight=c.pos_weight, measure_ot=not train)
+        return self.model(feats, batch["n_frames"], batch["tgt"], batch["tgt_len"], label_smoothing=c.label_smoothing)
+
+    def training_step(self, batch: dict[str, Any], _: int) -> Tensor:
+        out = self.losses(batch, train=True)
+        if not torch.isfinite(out["loss"]):
+            raise FloatingPointError(f"non-finite training loss {float(out['loss'])} on rows {batch['ids'][:4]}...")
+        self.log_dict({f"train_{k}": v for k, v in out.items()}, prog_bar=True, batch_size=len(batch["ids"]))
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, Any], _: int) -> None:
+        out = self.losses(batch, train=False)
+        self.log_dict({f"valid_{k}": v for k, v in out.items()}, batch_size=len(batch["ids"]))
+
+    def on_validation_end(self) -> None:
+        if self.cfg.task.average_last > 0 and not self.trainer.sanity_checking:
+            self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def configure_optimizers(self):
+        return adamw_with_schedule(self.model.parameters(), self.cfg.optim, self.cfg.trainer.max_steps)
+
+
+def _tokenizers(cfg: Config, rows: list[dict[str, Any]], init: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Source (CTC / text encoder) and target (decoder) tokenizers, trained on the training rows."""
+    src_texts, tgt_texts = [], []
+    for r in rows:
+        try:
+            s, t = row_targets(r, cfg.task.stage, cfg.task.target_lang)
+        except BadRow:
+            continue
+        src_texts.append(s)
+        tgt_texts.append(t)
+    if not src_texts:
+        raise ValueError(f"{cfg.data.manifest}: no usable training rows (every transcript is empty)")
+    if init is not None:
+        src_tok = tokenizer_from(init["config"]["tokenizer"], init["state"], "src_tokenizer.")
+    else:
+        src_tok = train_tokenizer(src_texts, cfg.task.tokenizer, cfg.task.vocab_size)
+    if cfg.task.stage == "asr":
+        return src_tok, src_tok
+    tgt_tok = train_tokenizer(tgt_texts, cfg.task.tokenizer, cfg.task.vocab_size)
+    return src_tok, tgt_tok
+
+
+def _arch(cfg: Config):
+    m = cfg.model
+    return preset(m.preset, arch=m.arch, dropout=m.dropout, ctc_layer=m.ctc_layer, max_frames=m.max_frames)
+
+
+def _build(cfg: Config, src_tok: Any, tgt_tok: Any, init: dict[str, Any] | None) -> tuple[torch.nn.Module, dict]:
+    stage = cfg.task.stage
+    mcfg = model_config(stage, _arch(cfg), cfg.frontend, src_tok.to_config(),
+                        None if stage == "pretrain" else tgt_tok.to_config(),
+                        target_lang=cfg.task.target_lang if stage == "st" else None, loss=asdict(cfg.loss),
+                        decode=asdict(cfg.decode))
+    model = build_model(mcfg, {"src_tokenizer.sp_model": src_tok.state().get("sp_model"),
+                               "tgt_tokenizer.sp_model": tgt_tok.state().get("sp_model")})
+    if init is not None:
+        speech = {k[len("speech."):]: v for k, v in init["state"].items() if k.startswith("speech.")}
+        try:
+            model.speech.load_state_dict(speech)
+        except RuntimeError as exc:
+            raise ValueError(f"model.init_from={cfg.model.init_from}: its speech encoder does not match "
+                             f"preset {cfg.model.preset!r}/{cfg.model.arch!r}: {str(exc)[:300]}") from None
+    return model, mcfg
+
+
+def _model_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    state = dict(model.state_dict())
+    for prefix, tok in (("src_tokenizer.", model.tokenizer), ("tgt_tokenizer.", getattr(model, "target_tokenizer", None))):
+        if tok is not None and "sp_model" in tok.state():
+            state[prefix + "sp_model"] = tok.state()["sp_model"]
+    return state
+
+
+def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
+    """Train one stage; writes ``config.yaml``, ``model/``, ``last.ckpt``, ``metrics.json`` under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, cfg)
+    L.seed_everything(cfg.trainer.seed, verbose=False)
+    if cfg.task.stage == "pretrain" and cfg.model.init_from:
+        raise ValueError("model.init_from is for fine-tuning stages (task.stage asr/st)")
+    init = None
+    if cfg.model.init_from:
+        state, mconf = load_model_dir(cfg.model.init_from)
+        init = {"state": state, "config": mconf}
+    if not cfg.data.manifest:
+        raise ValueError("data.manifest is required")
+    rows = read_rows(cfg.data.manifest, "train")
+    src_tok, tgt_tok = _tokenizers(cfg, rows, init)
+    model, mcfg = _build(cfg, src_tok, tgt_tok, init)
+    frontend = model.speech.frontend
+    train_ex, skipped = prepare(rows, cfg, frontend, src_tok, tgt_tok)
+    if not train_ex:
+        raise ValueError(f"{cfg.data.manifest}: every training row was skipped ({dict(skipped)})")
+    valid_rows = read_rows(cfg.data.valid_manifest or cfg.data.manifest, "valid",
+                           own_file=cfg.data.valid_manifest is not None)
+    valid_ex, v_skipped = prepare(valid_rows, cfg, frontend, src_tok, tgt_tok)
+    module = CTCOTModule(model, cfg)
+    trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_ex))
+    train_dl = torch.utils.data.DataLoader(train_ex, batch_sampler=_BatchSampler(train_ex, cfg.data.batch_size,
+                                                                                 cfg.data.seed), collate_fn=collate)
+    valid_dl = torch.utils.data.DataLoader(valid_ex, batch_sampler=batches(valid_ex, cfg.data.batch_size, shuffle=False),
+                                           collate_fn=collate) if valid_ex else None
+    trainer.fit(module, train_dl, valid_dl, ckpt_path=resume_path(out, resume))
+    model.cpu()
+    if cfg.task.average_last > 1 and len(module.snapshots) > 1:
+        model.load_state_dict(average_state_dicts(list(module.snapshots)))
+    export_model(out, _model_state(model), mcfg)
+    metrics = {f"{k}": float(v) for k, v in trainer.callback_metrics.items()}
+    metrics.update({f"skipped_{k}": float(v) for k, v in skipped.items()})
+    metrics.update({f"valid_skipped_{k}": float(v) for k, v in v_skipped.items()})
+    metrics.update({"n_train": float(len(train_ex)), "n_valid": float(len(valid_ex)), "steps": float(trainer.global_step)})
+    test_rows = read_rows(cfg.data.test_manifest or cfg.data.manifest, "test",
+                          own_file=cfg.data.test_manifest is not None)
+    if test_rows:
+        test = _score(model, cfg, test_rows)
+        metrics.update({f"test_{k}": v for k, v in test.items()})
+        metrics.update({k: test[k] for k in ("wer", "cer", "bleu", "chrf")})
+    write_metrics(out, metrics)
+    return metrics
+
+
+def _loader(examples: list[dict[str, Any]], batch_size: int):
+    return [collate([examples[i] for i in b]) for b in batches(examples, batch_size, shuffle=False)]
+
+
+def _score(model: torch.nn.Module, cfg: Config, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Decode ``rows`` and compute WER/CER/BLEU/chrF against the stage's references (+ skip counts)."""
+    tgt_tok = getattr(model, "target_tokenizer", model.tokenizer)
+    examples, skipped = prepare(rows, cfg, model.speech.frontend, model.tokenizer, tgt_tok, training=False)
+    if not examples:
+        raise ValueError(f"no usable evaluation rows ({dict(skipped)})")
+    d = cfg.decode
+    _, hyps, refs = decode(model, _loader(examples, cfg.data.batch_size), method=d.method, beam=d.beam,
+                           max_len=d.max_len, len_penalty=d.len_penalty)
+    metrics = all_metrics(hyps, refs)
+    module = CTCOTModule(model, cfg)
+    with torch.no_grad():
+        sums: Counter = Counter()
+        loader = _loader(examples, cfg.data.batch_size)
+        for batch in loader:
+            for k, v in module.losses(batch, train=False).items():
+                sums[k] += float(v) * len(batch["ids"])
+    metrics.update({k: v / len(examples) for k, v in sums.items()})
+    metrics.update({f"skipped_{k}": float(v) for k, v in skipped.items()})
+    metrics["n_eval"] = float(len(examples))
+    model.last_outputs = list(zip(hyps, refs))
+    return metrics
+
+
+def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
+    """Decode a manifest (its ``test`` rows when it has splits) with a ``ctc_ot`` model dir -> ``metrics.json``."""
+    from avsuite.checkpoint import read_model_config
+    from avsuite.models.registry import load_model
+
+    model_dir = Path(model_dir)
+    model = load_model(model_dir)
+    mconf = read_model_config(model_dir)
+    stage = mconf["stage"]
+    cfg = Config(frontend=FrontendConfig(**mconf["frontend"]), loss=LossConfig(**mconf.get("loss", {})),
+                 task=TaskConfig(stage=stage, target_lang=mconf.get("target_lang") or "fr", on_oov="unk"),
+                 model=ModelConfig(max_frames=mconf["arch"]["max_frames"]),
+                 decode=DecodeConfig(**mconf.get("decode", {})))
+    rows = read_rows(data)
+    if any(r.get("split") == "test" for r in rows):
+        rows = [r for r in rows if r.get("split") == "test"]
+    metrics = _score(model, cfg, rows)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "hypotheses.jsonl").open("w", encoding="utf-8") as fh:
+        for hyp, ref in model.last_outputs:
+            fh.write(json.dumps({"hyp": hyp, "ref": ref}, ensure_ascii=False) + "\n")
+    write_metrics(out, metrics)
+    return metrics

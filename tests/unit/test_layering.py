@@ -1,0 +1,123 @@
+"""DESIGN.md rule 1, enforced by parsing every import in the package.
+
+- audio/, losses/, continual/: torch + numpy (+ the audio decoders soundfile/av for audio/io.py);
+  inside avsuite only themselves (audio/ is a leaf; losses/ and continual/ may use audio/).
+- models/ may import audio/; data/ may import audio/; neither imports recipes/.
+- Only recipes/* and data/datamodule.py import lightning.
+- A recipe never imports another recipe (recipes/common.py is shared plumbing, not a recipe).
+- Demos import the public API (the top-level ``avsuite`` package) only.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "avsuite"
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute dotted names imported by ``path`` (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    rel_pkg = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = rel_pkg.split(".")[: len(rel_pkg.split(".")) - node.level + 1]
+                names.add(".".join(base + ([node.module] if node.module else [])))
+            else:
+                names.add(node.module)
+    return names
+
+
+def files(sub: str):
+    return sorted((PKG / sub).rglob("*.py")) if (PKG / sub).is_dir() else []
+
+
+def third_party(names):
+    return {n.split(".")[0] for n in names if n.split(".")[0] not in STDLIB and n.split(".")[0] != "avsuite"}
+
+
+def internal(names):
+    return {".".join(n.split(".")[:2]) for n in names if n.split(".")[0] == "avsuite"}
+
+
+def check(sub, allowed_third, allowed_internal, extra=None):
+    bad = []
+    for f in files(sub):
+        names = imports(f)
+        ok_third = allowed_third | (extra or {}).get(f.name, set())
+        for mod in third_party(names) - ok_third:
+            bad.append(f"{f.relative_to(ROOT)} imports {mod}")
+        for mod in internal(names) - allowed_internal - {f"avsuite.{sub.split('/')[0]}"}:
+            bad.append(f"{f.relative_to(ROOT)} imports {mod}")
+    return bad
+
+
+def test_leaf_packages_import_torch_and_numpy_only():
+    bad = check("audio", {"torch", "numpy"}, set(), extra={"io.py": {"soundfile", "av"}})
+    bad += check("losses", {"torch", "numpy"}, {"avsuite.audio"})
+    bad += check("continual", {"torch", "numpy"}, {"avsuite.audio"})
+    assert not bad, "\n".join(bad)
+
+
+def test_models_and_data_do_not_import_recipes():
+    bad = []
+    for sub in ("models", "data", "audio", "losses", "continual", "eval"):
+        for f in files(sub):
+            bad += [f"{f.relative_to(ROOT)} imports {m}" for m in internal(imports(f)) if m == "avsuite.recipes"]
+    for f in files("data"):
+        bad += [f"{f.relative_to(ROOT)} imports {m}" for m in internal(imports(f)) if m == "avsuite.models"]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_recipes_and_the_datamodule_import_lightning():
+    bad = []
+    for f in sorted(PKG.rglob("*.py")):
+        rel = f.relative_to(PKG).as_posix()
+        if rel.startswith("recipes/") or rel == "data/datamodule.py":
+            continue
+        hits = {m for m in third_party(imports(f)) if m in ("lightning", "pytorch_lightning")}
+        bad += [f"{rel} imports {m}" for m in hits]
+    assert not bad, "\n".join(bad)
+
+
+def test_a_recipe_never_imports_another_recipe():
+    bad = []
+    for f in files("recipes"):
+        if f.name in ("__init__.py", "common.py"):
+            continue
+        for name in imports(f):
+            parts = name.split(".")
+            if parts[:2] == ["avsuite", "recipes"] and len(parts) > 2 and parts[2] not in ("common", f.stem):
+                bad.append(f"{f.name} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_demos_use_the_public_api():
+    bad = []
+    for f in sorted((ROOT / "demos").rglob("*.py")) if (ROOT / "demos").is_dir() else []:
+        bad += [f"{f.name} imports {n}" for n in imports(f) if n.startswith("avsuite.")]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_catches_a_violation(tmp_path):
+    f = PKG / "losses" / "_layering_probe.py"
+    f.write_text("import lightning\nfrom avsuite.recipes import clap\n")
+    try:
+        assert check("losses", {"torch", "numpy"}, set())
+        assert not _passes(test_only_recipes_and_the_datamodule_import_lightning)
+    finally:
+        f.unlink()
+
+
+def _passes(fn) -> bool:
+    try:
+        fn()
+        return True
+    except AssertionError:
+        return False
