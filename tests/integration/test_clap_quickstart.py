@@ -16,7 +16,7 @@ LABELS = ["low hum", "high whistle", "white noise", "clicks", "beeping", "rising
 
 @pytest.mark.slow
 def test_quickstart_driver_outputs(tmp_path):
-    from avsuite.recipes.clap_quickstart import run
+    from avsuite.recipes.clap import run_quickstart as run
 
     rng = np.random.default_rng(0)
     rows = []
