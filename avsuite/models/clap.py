@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ class ClapModelConfig:
     freeze_text: bool = True
     text_max_tokens: int = 64
     embed_dim: int = 256
+    #: text-side projection: LAION-CLAP MLP, a linear map, or none (keep the text tower's own space,
+    #: which must then have embed_dim dimensions: e.g. 384 for MiniLM)
+    text_projection: Literal["mlp", "linear", "identity"] = "mlp"
     #: crop / fusion window in seconds
     max_seconds: float = 5.0
     fusion: bool = False
@@ -59,6 +62,18 @@ class ClapModelConfig:
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU(), nn.Linear(d_out, d_out))
+
+
+def _text_projection(kind: str, d_in: int, d_out: int) -> nn.Module:
+    if kind == "mlp":
+        return _mlp(d_in, d_out)
+    if kind == "linear":
+        return nn.Linear(d_in, d_out)
+    if kind == "identity":
+        if d_in != d_out:
+            raise ValueError(f"text_projection=identity needs embed_dim == text tower width ({d_in}), got {d_out}")
+        return nn.Identity()
+    raise ValueError(f"unknown text_projection {kind!r}; choose mlp, linear or identity")
 
 
 class FusionStem(nn.Module):
@@ -94,7 +109,7 @@ class ClapModel(nn.Module):
         self.text_encoder = build_text_encoder(cfg.text, path=cfg.text_path, freeze=cfg.freeze_text,
                                                max_tokens=cfg.text_max_tokens, pretrained=pretrained_text)
         self.audio_proj = _mlp(self.audio_encoder.out_dim, cfg.embed_dim)
-        self.text_proj = _mlp(self.text_encoder.out_dim, cfg.embed_dim)
+        self.text_proj = _text_projection(cfg.text_projection, self.text_encoder.out_dim, cfg.embed_dim)
         self.fusion = FusionStem() if cfg.fusion else None
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
         rate = frontend.sample_rate
@@ -208,11 +223,19 @@ def model_from_state(state: dict[str, Tensor], config: dict[str, Any]) -> ClapMo
     model = ClapModel(from_dict(ClapModelConfig, config.get("model") or {}, prefix="model"),
                       from_dict(FrontendConfig, config.get("frontend") or {}, prefix="frontend"),
                       pretrained_text=False)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"clap model dir does not match its config: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
+    load_matching(model, state, "clap model dir does not match its config")
     return model.eval()
+
+
+def load_matching(model: nn.Module, state: dict[str, Tensor], what: str) -> None:
+    """Load ``state`` strictly; any mismatch is ONE RuntimeError starting with ``what``."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:   # size mismatches
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:4])
+        raise RuntimeError(f"{what}: {detail}") from None
+    if missing or unexpected:
+        raise RuntimeError(f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def tiny_frontend() -> FrontendConfig:

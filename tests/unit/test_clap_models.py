@@ -168,3 +168,12 @@ def test_hash_tokenizer_deterministic():
     assert mask.sum(1).tolist() == [6, 2]                    # cls a dog , barking ! | cls dog
     assert torch.equal(tok(["A dog, barking!", "dog"])[0], ids)
     assert int(ids.max()) < 100
+
+
+def test_text_projection_options():
+    m = small_model(text_projection="identity", embed_dim=128)        # small_tiny text width is 128
+    assert isinstance(m.text_proj, torch.nn.Identity)
+    assert m.encode_audio(torch.randn(1, SR) * 0.1).shape == (1, 128)
+    assert isinstance(small_model(text_projection="linear").text_proj, torch.nn.Linear)
+    with pytest.raises(ValueError, match="embed_dim == text tower width"):
+        small_model(text_projection="identity", embed_dim=32)
