@@ -64,27 +64,3 @@ def retrieval_eval(model: Any, audio_emb: Tensor, captions: Sequence[Sequence[st
     return metrics, sim
 
 
-def plot_similarity(sim: Tensor, row_names: Sequence[str], col_names: Sequence[str], path: str | Path,
-                    title: str = "audio-text similarity") -> Path:
-    """Heatmap of ``sim (R, C)`` (at most 40 x 40 shown)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sim = sim[:40, :40].detach().float().cpu()
-    r, c = sim.shape
-    fig, ax = plt.subplots(figsize=(max(5, 0.3 * c + 3), max(4, 0.3 * r + 2)))
-    im = ax.imshow(sim.numpy(), cmap="viridis")
-    ax.set_xticks(range(c), [str(n)[:30] for n in col_names[:c]], rotation=90, fontsize=6)
-    ax.set_yticks(range(r), [str(n)[:30] for n in row_names[:r]], fontsize=6)
-    ax.set_xlabel("text")
-    ax.set_ylabel("audio")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

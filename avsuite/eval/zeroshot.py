@@ -105,24 +105,3 @@ def zeroshot_eval(model: Any, audio_emb: Tensor, labels: Sequence[str], *,
     return metrics, torch.from_numpy(confusion_matrix(scores, targets)), classes
 
 
-def plot_confusion(cm: Tensor, classes: Sequence[str], path: str | Path, title: str = "zero-shot confusion") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * n + 2), max(4, 0.35 * n + 1.5)))
-    norm = cm.float() / cm.sum(1, keepdim=True).clamp(min=1)
-    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), [label_text(c) for c in classes], rotation=90, fontsize=7)
-    ax.set_yticks(range(n), [label_text(c) for c in classes], fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

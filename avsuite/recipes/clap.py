@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from avsuite import viz
 from avsuite.audio.frontend import FrontendConfig
 from avsuite.config import load_config
 from avsuite.data.manifest import read_manifest, write_manifest
@@ -186,7 +187,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
         return metrics
     model = module.model.eval()
     export_model(out, model.state_dict(), model.export_config())
-    plot_loss_curve(module.history, out / "loss_curve.png")
+    viz.plot_loss_curve(module.history, out / "loss_curve.png")
     if cfg.data.valid_manifest:
         metrics.update({f"valid_{k}": v for k, v in
                         evaluate_model(model, read_manifest(cfg.data.valid_manifest), out / "valid",
@@ -208,14 +209,14 @@ def evaluate_model(model: ClapModel, rows: list[dict], out: Path, *, templates: 
     if kept and all(labels) and len(set(labels)) >= 2:
         zs, cm, classes = zeroshot.zeroshot_eval(model, emb, labels, templates=templates or zeroshot.DEFAULT_TEMPLATES)
         metrics.update(zs)
-        zeroshot.plot_confusion(cm, classes, out / "confusion.png")
+        viz.plot_confusion(cm, [zeroshot.label_text(c) for c in classes], out / "confusion.png")
     caps = [clap_data.row_captions(r) for r in kept]
     if len(retrieval.unique_captions(caps)[0]) >= 2:
         metrics.update(retrieval.retrieval_eval(model, emb, caps)[0])
     if kept and all(caps):
         first = [c[0] for c in caps]
-        retrieval.plot_similarity(emb[:40] @ model.encode_text(first[:40]).float().cpu().T,
-                                  [r.get("label") or r["id"] for r in kept[:40]], first[:40], out / "similarity.png")
+        viz.plot_similarity(emb[:40] @ model.encode_text(first[:40]).float().cpu().T,
+                            [r.get("label") or r["id"] for r in kept[:40]], first[:40], out / "similarity.png")
     return metrics
 
 
@@ -230,28 +231,6 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     return metrics
 
 
-def plot_loss_curve(history: list[tuple[int, float]], path: Path) -> None:
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, losses = zip(*history)
-    k = max(1, len(losses) // 50)
-    smooth = [sum(losses[max(0, i - k):i + 1]) / len(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, losses, alpha=0.3, label="loss")
-    ax.plot(steps, smooth, label=f"moving mean ({k + 1})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
 
 # ----------------------------------------------------------------------------- quickstart (the main job)
 # ``avsuite quickstart``: build (or reuse) the real ``sounds`` corpus; split it by CLASS (a seeded
@@ -262,7 +241,6 @@ def plot_loss_curve(history: list[tuple[int, float]], path: Path) -> None:
 #: fraction of the labels held out as unseen classes
 UNSEEN_FRACTION = 0.25
 SPLIT_SEED = 0
-
 
 def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_steps: int = 300, **model_kw: Any):
     """The quickstart's training config (also the reference for ``configs/clap/tiny.yaml``)."""

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avsuite import viz
 from avsuite.audio.frontend import FrontendConfig, kaldi_fbank
 from avsuite.checkpoint import atomic_path, atomic_write_text, load_ckpt
 from avsuite.continual import Scenario, ScenarioError, by_group, class_incremental, make_buffer, summarize
@@ -467,12 +468,8 @@ def train(cfg: Config, out: Path, resume: bool = False, *, _stop_at: tuple[int, 
     metrics["memory_size"] = float(cfg.memory.size if h.uses_memory() else 0)
     write_metrics(out, metrics)
     export_model(out, h.model.state_dict(), h.model.export_config())
-    try:
-        from avsuite.viz_continual import plot_accuracy_curves
-        plot_accuracy_curves({cfg.method: h.state.seen}, out / "accuracy.png",
+    viz.plot_accuracy_curves({cfg.method: h.state.seen}, out / "accuracy.png",
                              classes_per_task=[len(t) for t in sc.tasks])
-    except ImportError:  # matplotlib missing: the numbers are in metrics.json
-        pass
     return metrics
 
 

@@ -81,7 +81,7 @@ def test_metrics_on_hand_worked_matrix():
 def test_compare_runs_table_and_plot(tmp_path):
     import json
 
-    from avsuite.viz_continual import compare_runs
+    from avsuite.viz import compare_runs
 
     for name, accs in {"finetune": [0.8, 0.4], "joint": [0.8, 0.7]}.items():
         (tmp_path / name).mkdir()
