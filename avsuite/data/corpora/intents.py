@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -359,8 +359,10 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool = True) -
         tqdm = None
     tqdm = tqdm if progress else None
     durations: dict[str, float] = {}
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_synth_job, jobs, chunksize=16)
+    # threads, not forked processes: the work is waiting on TTS subprocesses (GIL released), and
+    # forking a process that already runs torch / fairseq2 threads can deadlock the children
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="avsuite-tts") as pool:
+        results = pool.map(_synth_job, jobs)
         bar = tqdm(results, total=len(jobs), desc="speaking intents", unit="clip") if tqdm else results
         for cid, dur in bar:
             durations[cid] = dur
