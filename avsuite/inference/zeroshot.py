@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import torch
 
@@ -64,6 +64,15 @@ def load_for_model(path: str | Path, sr: int) -> tuple[torch.Tensor | None, str 
         return None, f"cannot read audio ({exc.__class__.__name__}: {exc})"
     reason = check_wave(wave, sr)
     return (None, reason) if reason else (wave, None)
+
+
+def map_files(files: Sequence[str | Path], sr: int, fn: Callable[[torch.Tensor], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``{"file", **fn(wave)}`` per readable file, ``{"file", "error"}`` per bad one, in input order."""
+    results: list[dict[str, Any]] = []
+    for f in files:
+        wave, reason = load_for_model(f, sr)
+        results.append({"file": str(f), "error": reason} if wave is None else {"file": str(f), **fn(wave)})
+    return results
 
 
 def classify_files(model: Any, labels: list[str], files: Sequence[str | Path], *, top_k: int = 5,
