@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 from collections import Counter
 from dataclasses import dataclass

@@ -9,7 +9,6 @@ medr_a2t, meanr_a2t`` and the same ``*_t2a``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np

@@ -10,7 +10,6 @@ unit-norm text embeddings; scores are cosine similarities ``(N, C)``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
