@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from avsuite.audio.io import AudioDecodeError, load_audio
+from avsuite.audio.resample import resample
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +166,21 @@ class AudioPipeline:
 
     # ------------------------------------------------------------------ decoding
     def _decode(self, i: int) -> Example | None:
-        row = self.rows[i]
+        """Decode at the file's own rate, crop there, then resample only the kept window."""
+        row, cfg = self.rows[i], self.cfg
         try:
-            wave, _ = load_audio(row["audio"], self.cfg.sample_rate)
+            wave, native = load_audio(row["audio"], None)
         except AudioDecodeError as exc:
-            if self.cfg.strict:
+            if cfg.strict:
                 raise
             self.stats.add("unreadable", f"{row['id']}: {exc.reason}")
             return None
-        if self.cfg.max_seconds is not None:
-            n = int(round(self.cfg.max_seconds * self.cfg.sample_rate))
-            wave = crop(wave, n, train=self.train, seed=_example_seed(self.cfg.seed, self.epoch, row["id"]))
+        if cfg.max_seconds is not None:
+            n = math.ceil(cfg.max_seconds * native)
+            wave = crop(wave, n, train=self.train, seed=_example_seed(cfg.seed, self.epoch, row["id"]))
+        wave = resample(wave, native, cfg.sample_rate)
+        if cfg.max_seconds is not None:
+            wave = wave[: int(round(cfg.max_seconds * cfg.sample_rate))]
         return {"id": row["id"], "wave": wave, "row": row}
 
     def _decode_batch(self, batch: list[int]) -> Any:

@@ -126,3 +126,20 @@ def test_collate_and_padding(rows):
         collate_intent([{"id": "x", "wave": torch.ones(3), "row": {"id": "x"}}])
     b = next(iter(build_pipeline(rows, cfg(), collate=collate_audio_text, train=False)))
     assert b.to("cpu").captions[0] == ["clip 0"] and len(b) == 4
+
+
+def test_crops_before_resampling_and_yields_exact_lengths(tmp_path):
+    """A long 44.1 kHz file is cropped at its own rate, then resampled: exactly max_seconds at 16 kHz,
+    and the eval (centre) crop equals the centre of the fully resampled file away from the edges."""
+    from avsuite.audio.resample import resample
+
+    t = np.arange(44100 * 30) / 44100
+    sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100)
+    row = {"id": "long", "audio": str(tmp_path / "long.wav"), "captions": ["a tone"]}
+    c = DataConfig(sample_rate=16000, max_seconds=2.0, batch_size=1)
+    (b,) = list(build_pipeline([row], c, collate=collate_audio_text, train=False))
+    assert b.audio.shape == (1, 32000)
+    full = resample(torch.from_numpy(sf.read(tmp_path / "long.wav", dtype="float32")[0]), 44100, 16000)
+    centre = full[(full.shape[0] - 32000) // 2:][:32000]
+    # the native-rate centre may sit up to one 44.1 kHz sample off: <= 0.06 rad of a 440 Hz tone at 0.3
+    assert (b.audio[0, 100:-100] - centre[100:-100]).abs().max() < 5e-2
