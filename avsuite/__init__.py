@@ -26,6 +26,7 @@ _LAZY = {
     "load_model": "avsuite.models.registry",
     "classify_files": "avsuite.inference.zeroshot",
     "rank_clips": "avsuite.inference.retrieve",
+    "index_clips": "avsuite.inference.retrieve",
     "transcribe_files": "avsuite.inference.transcribe",
     "predict_intents": "avsuite.inference.intents",
 }

@@ -3,7 +3,7 @@
     avsuite demo clap --model runs/quickstart/model          # then open http://127.0.0.1:7860
 
 Uses the public avsuite API only (``load_model``, ``classify_files``, ``read_manifest``,
-``rank_clips``, ``load_audio``). Bad input is shown as a message in the page, never a traceback.
+``index_clips``, ``rank_clips``, ``load_audio``). Bad input is shown as a message in the page, never a traceback.
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def _players(hits: list[dict]) -> list[Any]:
     return updates
 
 
-def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top_k: int) -> list[Any]:
-    """Text (or example-audio) query -> [hits table, status markdown, MAX_HITS audio player updates]."""
+def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top_k: int,
+             indexes: dict | None = None) -> list[Any]:
+    """Text (or example-audio) query -> [hits table, status markdown, MAX_HITS audio player updates].
+
+    ``indexes`` keeps one clip index per (manifest, modification time): a manifest is decoded and
+    embedded on its first query only."""
     empty = pd.DataFrame(columns=["rank", "score", "id", "label", "caption"])
     path = Path((manifest or "").strip()).expanduser()
     query = (query or "").strip()
@@ -88,8 +92,11 @@ def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top
         return [empty, "**Error:** The text query is a file path; use the example-audio box instead.", *_players([])]
     start = time.perf_counter()
     try:
-        rows = avsuite.read_manifest(path)
-        hits, skipped = avsuite.rank_clips(model, rows, audio_query or query, int(top_k))
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        index = (indexes or {}).get(key) or avsuite.index_clips(model, avsuite.read_manifest(path))
+        if indexes is not None:
+            indexes[key] = index
+        hits, skipped = avsuite.rank_clips(model, index, audio_query or query, int(top_k))
     except Exception as exc:
         reason = str(exc).replace(str(audio_query), Path(audio_query).name) if audio_query else str(exc)
         return [empty, f"**Error:** {reason}", *_players([])]
@@ -97,7 +104,8 @@ def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top
     what = f"the example clip {Path(audio_query).name}" if audio_query else f"“{query}”"
     note = f" ({skipped} clip{'s' * (skipped != 1)} skipped: not decodable)" if skipped else ""
     took = time.perf_counter() - start
-    return [table, f"{len(hits)} of {len(rows)} clips for {what}{note}, in {took:.1f} s.", *_players(hits)]
+    total = len(index.rows) + index.skipped
+    return [table, f"{len(hits)} of {total} clips for {what}{note}, in {took:.1f} s.", *_players(hits)]
 
 
 def build_app(model_dir: Path) -> gr.Blocks:
@@ -132,6 +140,7 @@ def build_app(model_dir: Path) -> gr.Blocks:
             table = gr.Dataframe(label="Top clips", interactive=False, elem_id="rt-table")
             with gr.Row():
                 players = [gr.Audio(visible=False, interactive=False, elem_id=f"rt-audio-{i}") for i in range(MAX_HITS)]
-            search.click(lambda m, q, e, k: retrieve(model, m, q, e, k), [manifest, query, example, top_k],
+            indexes: dict = {}
+            search.click(lambda m, q, e, k: retrieve(model, m, q, e, k, indexes), [manifest, query, example, top_k],
                          [table, rt_status, *players])
     return app

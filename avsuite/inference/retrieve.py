@@ -14,21 +14,44 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import torch
+from torch import Tensor
 
 
-def rank_clips(model: Any, rows: list[dict], query: str, top_k: int = 10) -> tuple[list[dict[str, Any]], int]:
-    """-> (hits best first, number of skipped clips). Raises ValueError for an unusable query."""
-    from avsuite.eval.zeroshot import embed_rows, embed_waves
+@dataclass(frozen=True)
+class ClipIndex:
+    """Embeddings of a manifest's decodable clips, computed once: ``emb (N, D)`` L2-normalised,
+    ``rows`` the N clips in order, ``skipped`` how many rows did not decode."""
+    emb: Tensor
+    rows: list[dict]
+    skipped: int
+
+
+def index_clips(model: Any, rows: list[dict]) -> ClipIndex:
+    """Decode and embed every clip of ``rows`` once; pass the result to :func:`rank_clips` for
+    as many queries as you like (the Gradio demo keeps one per manifest)."""
+    from avsuite.eval.zeroshot import embed_rows
+
+    emb, kept, errors = embed_rows(model, rows)
+    if not kept:
+        raise ValueError("no decodable clips in the manifest")
+    return ClipIndex(emb, kept, len(errors))
+
+
+def rank_clips(model: Any, rows: list[dict] | ClipIndex, query: str, top_k: int = 10
+               ) -> tuple[list[dict[str, Any]], int]:
+    """-> (hits best first, number of skipped clips). ``rows`` is a manifest's rows (embedded now)
+    or a :class:`ClipIndex`. Raises ValueError for an unusable query."""
+    from avsuite.eval.zeroshot import embed_waves
     from avsuite.inference.zeroshot import load_for_model
 
     if not str(query).strip():
         raise ValueError("empty query")
-    emb, kept, errors = embed_rows(model, rows)
-    if not kept:
-        raise ValueError("no decodable clips in the manifest")
+    index = rows if isinstance(rows, ClipIndex) else index_clips(model, rows)
+    emb, kept = index.emb, index.rows
     with torch.no_grad():
         if Path(query).is_file():
             wave, reason = load_for_model(query, model.sample_rate)
@@ -45,7 +68,7 @@ def rank_clips(model: Any, rows: list[dict], query: str, top_k: int = 10) -> tup
         caps = row.get("captions") or ([row["text"]] if row.get("text") else [])
         hits.append({"rank": rank, "score": round(sc, 6), "id": row.get("id"), "audio": row.get("audio"),
                      "label": row.get("label"), "caption": caps[0] if caps else None})
-    return hits, len(errors)
+    return hits, index.skipped
 
 
 def run_retrieve(model_dir: str | Path, manifest: str | Path, query: str, top_k: int = 10, as_json: bool = False,

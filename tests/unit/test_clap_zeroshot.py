@@ -124,3 +124,22 @@ def test_retrieve_text_and_audio_queries(model_dir, bad_files, tmp_path):
     assert run_retrieve(model_dir, manifest, "rain", top_k=2, as_json=True, stream=buf) == 0
     out = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert out[0] == {"skipped": 1} and len(out) == 3
+
+
+def test_an_index_embeds_once_and_ranks_like_rows(model_dir, bad_files, monkeypatch):
+    import avsuite.eval.zeroshot as ez
+    from avsuite.inference.retrieve import index_clips
+
+    rows = [{"id": k, "audio": str(bad_files[k]), "label": k, "captions": [f"clip {k}"]}
+            for k in ("good", "stereo", "pcm24", "corrupt")]
+    model = load_model(model_dir)
+    real, calls = ez.embed_rows, []
+    monkeypatch.setattr(ez, "embed_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    index = index_clips(model, rows)
+    assert index.skipped == 1 and [r["id"] for r in index.rows] == ["good", "stereo", "pcm24"]
+    for query in ("a trumpet", "rain", str(bad_files["good"])):
+        expected = rank_clips(model, rows, query, top_k=3)           # embeds the rows again
+        assert rank_clips(model, index, query, top_k=3) == expected  # same hits from the index
+    assert len(calls) == 1 + 3                                       # the index itself never re-embeds
+    with pytest.raises(ValueError, match="no decodable clips"):
+        index_clips(model, rows[3:])
