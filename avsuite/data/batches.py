@@ -15,17 +15,22 @@ import torch
 from torch import Tensor
 
 
-def pad_waves(waves: list[Tensor], *, multiple_of: int = 1) -> tuple[Tensor, Tensor]:
-    """Right-pad ``(T_i,)`` waves with zeros -> ``audio (B, T_max)``, ``lengths (B,)`` (int64)."""
-    if not waves:
-        raise ValueError("cannot collate an empty list of waves")
-    lengths = torch.tensor([w.shape[-1] for w in waves], dtype=torch.long)
+def pad_right(items: list[Tensor], *, multiple_of: int = 1) -> tuple[Tensor, Tensor]:
+    """Right-pad ``(..., T_i)`` tensors with zeros along the last dim -> ``(B, ..., T_max)`` and
+    ``lengths (B,)`` (int64): waves ``(T_i,)`` or features ``(M, F_i)`` alike."""
+    if not items:
+        raise ValueError("cannot collate an empty list of tensors")
+    lead = items[0].shape[:-1]
+    if any(x.shape[:-1] != lead for x in items):
+        raise ValueError(f"all items need the leading shape {tuple(lead)}; got "
+                         f"{sorted({tuple(x.shape[:-1]) for x in items})}")
+    lengths = torch.tensor([x.shape[-1] for x in items], dtype=torch.long)
     t = int(lengths.max())
     t = -(-t // multiple_of) * multiple_of
-    audio = torch.zeros(len(waves), t, dtype=waves[0].dtype)
-    for i, w in enumerate(waves):
-        audio[i, : w.shape[-1]] = w
-    return audio, lengths
+    out = torch.zeros(len(items), *lead, t, dtype=items[0].dtype)
+    for i, x in enumerate(items):
+        out[i, ..., : x.shape[-1]] = x
+    return out, lengths
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -100,20 +105,20 @@ def row_captions(row: dict[str, Any]) -> list[str]:
 
 
 def collate_audio_text(examples: list[dict[str, Any]]) -> AudioTextBatch:
-    audio, lengths = pad_waves([e["wave"] for e in examples])
+    audio, lengths = pad_right([e["wave"] for e in examples])
     rows = [e["row"] for e in examples]
     return AudioTextBatch(audio, lengths, [row_captions(r) for r in rows], [r.get("label") for r in rows],
                           [e["id"] for e in examples], rows)
 
 
 def collate_speech(examples: list[dict[str, Any]]) -> SpeechBatch:
-    audio, lengths = pad_waves([e["wave"] for e in examples])
+    audio, lengths = pad_right([e["wave"] for e in examples])
     rows = [e["row"] for e in examples]
     return SpeechBatch(audio, lengths, [r.get("text", "") for r in rows], [e["id"] for e in examples], rows)
 
 
 def collate_intent(examples: list[dict[str, Any]]) -> IntentBatch:
-    audio, lengths = pad_waves([e["wave"] for e in examples])
+    audio, lengths = pad_right([e["wave"] for e in examples])
     rows = [e["row"] for e in examples]
     missing = [r["id"] for r in rows if not r.get("label")]
     if missing:

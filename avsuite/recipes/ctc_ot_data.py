@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from avsuite.audio.frontend import AudioFrontend
+from avsuite.data.batches import pad_right
 from avsuite.data.pipeline import DataConfig, build_pipeline
 from avsuite.losses.ctc import ctc_min_frames
 from avsuite.models.speech import ConvSubsampler
@@ -125,10 +126,7 @@ def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFron
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
     """Examples -> ``feats (B, M, F)``, ``n_frames (B,)``, ``src``/``tgt`` ``(B, S)`` 0-padded + lengths."""
-    n = torch.tensor([e["feats"].shape[1] for e in examples])
-    feats = torch.zeros(len(examples), examples[0]["feats"].shape[0], int(n.max()))
-    for i, e in enumerate(examples):
-        feats[i, :, : e["feats"].shape[1]] = e["feats"]
+    feats, n = pad_right([e["feats"] for e in examples])
     out = {"feats": feats, "n_frames": n, "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}
     for key in ("src", "tgt"):
         lens = torch.tensor([len(e[key]) for e in examples])

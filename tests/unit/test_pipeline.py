@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from avsuite.audio.io import AudioDecodeError
-from avsuite.data.batches import collate_audio_text, collate_intent, pad_waves
+from avsuite.data.batches import collate_audio_text, collate_intent, pad_right
 from avsuite.data.pipeline import DataConfig, build_pipeline, crop
 
 
@@ -120,7 +120,7 @@ def test_crop_is_seeded_and_centred():
 
 
 def test_collate_and_padding(rows):
-    a, n = pad_waves([torch.ones(3), torch.ones(5)], multiple_of=4)
+    a, n = pad_right([torch.ones(3), torch.ones(5)], multiple_of=4)
     assert a.shape == (2, 8) and n.tolist() == [3, 5] and a[0, 3:].sum() == 0
     with pytest.raises(ValueError, match="label"):
         collate_intent([{"id": "x", "wave": torch.ones(3), "row": {"id": "x"}}])
@@ -143,3 +143,11 @@ def test_crops_before_resampling_and_yields_exact_lengths(tmp_path):
     centre = full[(full.shape[0] - 32000) // 2:][:32000]
     # the native-rate centre may sit up to one 44.1 kHz sample off: <= 0.06 rad of a 440 Hz tone at 0.3
     assert (b.audio[0, 100:-100] - centre[100:-100]).abs().max() < 5e-2
+
+
+def test_pad_right_pads_features_along_the_last_dim():
+    a, n = pad_right([torch.ones(2, 3), 2 * torch.ones(2, 5)])
+    assert a.shape == (2, 2, 5) and n.tolist() == [3, 5]
+    assert a[0, :, 3:].abs().sum() == 0 and torch.equal(a[1], 2 * torch.ones(2, 5))
+    with pytest.raises(ValueError, match="leading shape"):
+        pad_right([torch.ones(2, 3), torch.ones(3, 3)])

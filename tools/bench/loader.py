@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from avsuite.audio.resample import resample
-from avsuite.data.batches import collate_audio_text, pad_waves
+from avsuite.data.batches import collate_audio_text, pad_right
 from avsuite.data.pipeline import DataConfig, build_pipeline
 
 SR, CROP = 16000, 5.0
@@ -47,7 +47,7 @@ class PlainDataset(Dataset):
 
 
 def plain_collate(waves):
-    return pad_waves(waves)
+    return pad_right(waves)
 
 
 def main() -> None:
