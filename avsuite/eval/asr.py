@@ -1,6 +1,7 @@
 """Decoding helpers for ``ctc_ot`` models: CTC greedy transcripts and seq2seq greedy / beam outputs.
 
-Batches are dicts made by the recipe's collate: ``feats (B, M, F)``, ``n_frames (B,)``, ``refs``.
+Batches are the recipe's collated dicts: ``audio (B, T)`` waveforms, ``lengths (B,)`` in samples,
+``ids`` and ``refs``; the model runs its own frontend.
 """
 
 from __future__ import annotations
@@ -27,25 +28,31 @@ def ctc_greedy(log_probs: Tensor, lengths: Tensor) -> list[list[int]]:
     return out
 
 
+def decode_batch(model: Any, audio: Tensor, lengths: Tensor, *, method: str = "beam", beam: int = 5,
+                 max_len: int = 200, len_penalty: float = 1.0) -> list[list[int]]:
+    """``audio (B, T)``, ``lengths (B,)`` -> token ids per item: CTC greedy for a pre-trained siamese
+    model, greedy or beam search for a seq2seq one."""
+    if not hasattr(model, "decoder"):
+        enc = model.speech(audio, lengths)
+        return ctc_greedy(enc["ctc_logits"].log_softmax(-1), enc["lengths"])
+    if method == "greedy":
+        return model.greedy(audio, lengths, max_len=max_len)
+    if method == "beam":
+        return model.beam_search(audio, lengths, beam=beam, max_len=max_len, len_penalty=len_penalty)
+    raise ValueError(f"unknown decoding method {method!r} (choose 'greedy' or 'beam')")
+
+
 @torch.no_grad()
 def decode(model: Any, batches: Iterable[dict[str, Any]], *, method: str = "beam", beam: int = 5,
            max_len: int = 200, len_penalty: float = 1.0) -> tuple[list[str], list[str], list[str]]:
-    """Run ``model`` (pre-trained siamese: CTC greedy; seq2seq: greedy or beam) -> ``(ids, hyps, refs)``."""
+    """Run ``model`` over ``batches`` -> ``(ids, hyps, refs)`` (see :func:`decode_batch`)."""
     model.eval()
     ids, hyps, refs = [], [], []
-    seq2seq = hasattr(model, "decoder")
-    tok = model.target_tokenizer if seq2seq else model.tokenizer
+    tok = model.target_tokenizer if hasattr(model, "decoder") else model.tokenizer
+    device = next(model.parameters()).device
     for batch in batches:
-        feats, n = batch["feats"], batch["n_frames"]
-        if not seq2seq:
-            enc = model.speech.encode_features(feats, n)
-            out = ctc_greedy(enc["ctc_logits"].log_softmax(-1), enc["lengths"])
-        elif method == "greedy":
-            out = model.greedy(feats, n, max_len=max_len)
-        elif method == "beam":
-            out = model.beam_search(feats, n, beam=beam, max_len=max_len, len_penalty=len_penalty)
-        else:
-            raise ValueError(f"unknown decoding method {method!r} (choose 'greedy' or 'beam')")
+        out = decode_batch(model, batch["audio"].to(device), batch["lengths"].to(device), method=method, beam=beam,
+                           max_len=max_len, len_penalty=len_penalty)
         hyps += [tok.decode(o) for o in out]
         refs += list(batch["refs"])
         ids += list(batch["ids"])

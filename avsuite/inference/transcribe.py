@@ -15,17 +15,20 @@ import torch
 def transcribe_files(model: Any, files: Sequence[str | Path], *, method: str = "beam", beam: int = 5,
                      max_len: int = 200) -> list[dict[str, Any]]:
     """Decode each file: CTC greedy for a pre-trained siamese model, greedy/beam for seq2seq."""
-    from avsuite.eval.asr import decode
+    from avsuite.eval.asr import decode_batch
     from avsuite.inference.zeroshot import map_files
 
     if method not in ("beam", "greedy"):
         raise ValueError(f"unknown decoding method {method!r} (choose 'greedy' or 'beam')")
-    frontend = model.speech.frontend
+    model.eval()
+    tok = model.target_tokenizer if hasattr(model, "decoder") else model.tokenizer
+    fe = model.speech.frontend.cfg
+    device = next(model.parameters()).device
 
     def one(wave: torch.Tensor) -> dict[str, Any]:
         with torch.no_grad():
-            feats, n = frontend(wave[None], torch.tensor([wave.numel()]))
-        batch = {"feats": feats, "n_frames": n, "ids": [""], "refs": [""]}
-        return {"text": decode(model, [batch], method=method, beam=beam, max_len=max_len)[1][0]}
+            (ids,) = decode_batch(model, wave[None].to(device), torch.tensor([wave.numel()], device=device),
+                                  method=method, beam=beam, max_len=max_len)
+        return {"text": tok.decode(ids)}
 
-    return map_files(files, frontend.cfg.input_sample_rate or frontend.cfg.sample_rate, one)
+    return map_files(files, fe.input_sample_rate or fe.sample_rate, one)

@@ -13,7 +13,7 @@ from avsuite.checkpoint import CheckpointError, load_model_dir
 #: kind -> "module:function"
 LOADERS: dict[str, str] = {
     "clap": "avsuite.models.clap:model_from_state",
-    "ctc_ot": "avsuite.models.speech:model_from_state",
+    "ctc_ot": "avsuite.models.seq2seq:model_from_state",
     "continual_slu": "avsuite.models.intent:model_from_state",
 }
 

@@ -3,20 +3,27 @@
 :class:`SpeechSeq2Seq` reuses :class:`~avsuite.models.speech.SpeechEncoder` (initialised from a
 CTC / CTC+OT pre-trained model) and adds a pre-norm Transformer decoder with tied input/output
 embeddings. Decoding: :meth:`SpeechSeq2Seq.greedy` and batched :meth:`SpeechSeq2Seq.beam_search`
-(length-normalised scores). :func:`average_state_dicts` averages checkpoints.
+(length-normalised scores), all on waveforms ``(B, T)`` + lengths in samples (the frontend runs in
+the encoder). :func:`average_state_dicts` averages checkpoints.
+
+Model dirs of kind ``ctc_ot``: :func:`model_config` (the ``config.yaml`` dict), :func:`build_model`
+(pre-trained siamese :class:`~avsuite.models.speech.SiameseCTCOT` or fine-tuned seq2seq) and
+:func:`model_from_state` (the registry loader) live here, above both model classes.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsuite.audio.frontend import FrontendConfig
-from avsuite.models.speech import SpeechArch, SpeechEncoder, sinusoids
-from avsuite.models.text_tokenizer import BOS, EOS, PAD
+from avsuite.models.speech import SiameseCTCOT, SpeechArch, SpeechEncoder, sinusoids
+from avsuite.models.text_tokenizer import BOS, EOS, PAD, tokenizer_from
 
 
 class TransformerDecoder(nn.Module):
@@ -56,14 +63,19 @@ class SpeechSeq2Seq(nn.Module):
         self.speech = SpeechEncoder(arch, frontend, ctc_vocab)
         self.decoder = TransformerDecoder(arch, vocab_size)
 
-    def encode(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        enc = self.speech.encode_features(feats, lengths)
+    def output_lengths(self, wave_lengths: Tensor) -> Tensor:
+        """``(B,)`` samples -> ``(B,)`` encoder frames."""
+        return self.speech.output_lengths(wave_lengths)
+
+    def encode(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``wave (B, T)``, ``lengths (B,)`` samples -> memory ``(B, T', D)`` and its mask ``(B, T')``."""
+        enc = self.speech(wave, lengths)
         return enc["out"], enc["mask"]
 
-    def forward(self, feats: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
+    def forward(self, wave: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
                 label_smoothing: float = 0.1) -> dict[str, Tensor]:
         """Teacher-forced loss. ``targets (B, S)`` ids without BOS/EOS (0-padded) -> ``{"loss", "ce", "acc"}``."""
-        memory, mask = self.encode(feats, lengths)
+        memory, mask = self.encode(wave, lengths)
         b = targets.shape[0]
         bos = torch.full((b, 1), BOS, dtype=targets.dtype, device=targets.device)
         prefix = torch.cat([bos, targets], 1)
@@ -79,11 +91,12 @@ class SpeechSeq2Seq(nn.Module):
         return min(max_len, int(mask.sum(1).max()) * 4 + 10, self.decoder.max_tokens - 1)
 
     @torch.no_grad()
-    def greedy(self, feats: Tensor, lengths: Tensor, max_len: int = 200) -> list[list[int]]:
-        memory, mask = self.encode(feats, lengths)
-        b = feats.shape[0]
-        seq = torch.full((b, 1), BOS, dtype=torch.long, device=feats.device)
-        done = torch.zeros(b, dtype=torch.bool, device=feats.device)
+    def greedy(self, wave: Tensor, lengths: Tensor, max_len: int = 200) -> list[list[int]]:
+        """``wave (B, T)``, ``lengths (B,)`` -> token ids per item (no BOS/EOS)."""
+        memory, mask = self.encode(wave, lengths)
+        b = wave.shape[0]
+        seq = torch.full((b, 1), BOS, dtype=torch.long, device=wave.device)
+        done = torch.zeros(b, dtype=torch.bool, device=wave.device)
         for _ in range(self._max_len(mask, max_len)):
             nxt = _no_specials(self.decoder(seq, memory, mask)[:, -1]).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, EOS), nxt)
@@ -94,14 +107,14 @@ class SpeechSeq2Seq(nn.Module):
         return [_strip(row) for row in seq[:, 1:].tolist()]
 
     @torch.no_grad()
-    def beam_search(self, feats: Tensor, lengths: Tensor, beam: int = 5, max_len: int = 200,
+    def beam_search(self, wave: Tensor, lengths: Tensor, beam: int = 5, max_len: int = 200,
                     len_penalty: float = 1.0) -> list[list[int]]:
-        """Batched beam search; hypotheses scored by ``logp / length^len_penalty``."""
-        memory, mask = self.encode(feats, lengths)
-        b, k = feats.shape[0], beam
+        """Batched beam search on ``wave (B, T)``; hypotheses scored by ``logp / length^len_penalty``."""
+        memory, mask = self.encode(wave, lengths)
+        b, k = wave.shape[0], beam
         memory, mask = memory.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
-        seq = torch.full((b * k, 1), BOS, dtype=torch.long, device=feats.device)
-        scores = torch.full((b, k), float("-inf"), device=feats.device)
+        seq = torch.full((b * k, 1), BOS, dtype=torch.long, device=wave.device)
+        scores = torch.full((b, k), float("-inf"), device=wave.device)
         scores[:, 0] = 0.0
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
         steps = self._max_len(mask, max_len)
@@ -163,3 +176,39 @@ def average_state_dicts(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
             out[key] = last.clone()
     return out
 
+
+
+# ----------------------------------------------------------------------------- model dirs
+def model_config(stage: str, arch: SpeechArch, frontend: FrontendConfig, tokenizer: dict[str, Any],
+                 target_tokenizer: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The ``config.yaml`` dict of a ``ctc_ot`` model dir."""
+    cfg = {"kind": "ctc_ot", "stage": stage, "arch": asdict(arch), "frontend": asdict(frontend),
+           "tokenizer": tokenizer, **extra}
+    if target_tokenizer is not None:
+        cfg["target_tokenizer"] = target_tokenizer
+    return cfg
+
+
+def build_model(config: dict[str, Any], state: dict[str, Tensor] | None = None) -> nn.Module:
+    """Build (untrained) the module a ``ctc_ot`` config dict describes; tokenizers attached."""
+    arch = SpeechArch(**config["arch"])
+    frontend = FrontendConfig(**config["frontend"])
+    state = state or {}
+    src_tok = tokenizer_from(config["tokenizer"], state, "src_tokenizer.")
+    if config["stage"] == "pretrain":
+        model: nn.Module = SiameseCTCOT(arch, frontend, len(src_tok))
+        model.tokenizer = src_tok
+        return model
+    tgt_tok = tokenizer_from(config["target_tokenizer"], state, "tgt_tokenizer.")
+    model = SpeechSeq2Seq(arch, frontend, len(tgt_tok), ctc_vocab=len(src_tok))
+    model.tokenizer, model.target_tokenizer = src_tok, tgt_tok
+    model.task = config["stage"]
+    return model
+
+
+def model_from_state(state: dict[str, Tensor], config: dict[str, Any]) -> nn.Module:
+    """Registry loader: ``kind: ctc_ot`` model dir -> module in eval mode."""
+    model = build_model(config, state)
+    weights = {k: v for k, v in state.items() if not k.endswith("tokenizer.sp_model")}
+    model.load_state_dict(weights)
+    return model.eval()

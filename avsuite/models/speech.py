@@ -8,21 +8,25 @@
 - :class:`SiameseCTCOT`: both encoders; :meth:`SiameseCTCOT.ot_features` gives the length-normalised
   (non-affine LayerNorm / sqrt(d)) features the OT loss compares.
 
-Architectures are named presets (:data:`PRESETS`): ``tiny`` (CPU, tests) and ``base`` (the paper's
-d=512, 12 speech layers, 6 text layers). :func:`model_from_state` rebuilds any ``ctc_ot`` model dir
-(pre-trained siamese model, or fine-tuned ASR / ST seq2seq, see :mod:`avsuite.models.seq2seq`).
+Models take waveforms ``(B, T)`` + lengths in samples: the fbank frontend (and, while training
+with ``SpeechArch.spec_augment``, :func:`avsuite.audio.augment.spec_augment` drawn from the global
+torch RNG) runs inside. :func:`output_lengths` gives the encoder frame count of a waveform length
+without running anything. Architectures are named presets (:data:`PRESETS`): ``tiny`` (CPU, tests)
+and ``base`` (the paper's d=512, 12 speech layers, 6 text layers). Model dirs are built and loaded
+by :mod:`avsuite.models.seq2seq` (it imports this module, never the reverse).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsuite.audio.augment import spec_augment
 from avsuite.audio.frontend import AudioFrontend, FrontendConfig, frame_lengths
 
 
@@ -42,6 +46,13 @@ class SpeechArch:
     #: longest input, in encoder frames after 4x subsampling (positions table size)
     max_frames: int = 1500
     max_tokens: int = 512
+    #: SpecAugment in ``forward`` while training: frequency masks of <= ``spec_freq_width`` mel bins,
+    #: time masks of <= ``spec_time_fraction`` of each item's frames (zero fill)
+    spec_augment: bool = False
+    spec_freq_masks: int = 2
+    spec_freq_width: int = 10
+    spec_time_masks: int = 2
+    spec_time_fraction: float = 0.1
 
 
 PRESETS: dict[str, SpeechArch] = {
@@ -83,8 +94,9 @@ class ConvSubsampler(nn.Module):
 
     @staticmethod
     def out_lengths(lengths: Tensor) -> Tensor:
+        """``(B,)`` input frames -> ``(B,)`` output frames (``ceil(n / 4)``; 0 stays 0)."""
         for _ in range(2):
-            lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+            lengths = _halve(lengths)
         return lengths
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,8 +104,24 @@ class ConvSubsampler(nn.Module):
         for conv in self.convs:
             mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
             x = F.glu(conv(x * mask), dim=1)
-            lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+            lengths = _halve(lengths)
         return x.transpose(1, 2), lengths
+
+
+def _halve(lengths: Tensor) -> Tensor:
+    """Output length of a stride-2, kernel-5, padding-2 convolution."""
+    return torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+
+
+def output_lengths(wave_lengths: Tensor, frontend: FrontendConfig) -> Tensor:
+    """``(B,)`` waveform lengths (samples at the frontend's input rate) -> ``(B,)`` encoder frames.
+
+    A pure function of the frontend config and the 4x subsampler: what :class:`SpeechEncoder`
+    outputs for those lengths (0 when a wave is shorter than one analysis window)."""
+    n = torch.as_tensor(wave_lengths, dtype=torch.long)
+    if frontend.input_sample_rate and frontend.input_sample_rate != frontend.sample_rate:
+        n = torch.ceil(n * (frontend.sample_rate / frontend.input_sample_rate)).long()
+    return ConvSubsampler.out_lengths(frame_lengths(n, frontend))
 
 
 class _TransformerLayer(nn.TransformerEncoderLayer):
@@ -151,19 +179,23 @@ class SpeechEncoder(nn.Module):
         self.ctc_head = nn.Linear(arch.d_model, vocab_size) if vocab_size > 0 else None
         self.drop = nn.Dropout(arch.dropout)
 
-    def min_samples(self) -> int:
-        """Fewest waveform samples that give at least one encoder frame."""
-        return self.frontend.frame_length if not self.frontend.cfg.center else 1
-
-    def encoder_lengths(self, wave_lengths: Tensor) -> Tensor:
-        return ConvSubsampler.out_lengths(frame_lengths(wave_lengths, self.frontend.cfg))
+    def output_lengths(self, wave_lengths: Tensor) -> Tensor:
+        """``(B,)`` samples -> ``(B,)`` encoder frames (see :func:`output_lengths`)."""
+        return output_lengths(wave_lengths, self.frontend.cfg)
 
     def features(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` -> fbank ``(B, M, F)`` and frame lengths ``(B,)`` (no gradient; no parameters)."""
+        """``(B, T)`` -> fbank ``(B, M, F)`` and frame lengths ``(B,)`` (no gradient; no parameters),
+        SpecAugment-ed while training when ``arch.spec_augment``."""
         with torch.no_grad():
-            return self.frontend(wave, lengths)
+            feats, n = self.frontend(wave, lengths)
+        a = self.arch
+        if self.training and a.spec_augment:
+            feats = spec_augment(feats, n, n_freq_masks=a.spec_freq_masks, freq_width=a.spec_freq_width,
+                                 n_time_masks=a.spec_time_masks, time_fraction=a.spec_time_fraction)
+        return feats, n
 
     def forward(self, wave: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """``wave (B, T)``, ``lengths (B,)`` samples -> see :meth:`encode_features`."""
         feats, n = self.features(wave, lengths)
         return self.encode_features(feats, n)
 
@@ -234,47 +266,15 @@ class SiameseCTCOT(nn.Module):
         self.speech = SpeechEncoder(arch, frontend, vocab_size)
         self.text = TextEncoder(arch, vocab_size)
 
-    def forward(self, feats: Tensor, feat_lengths: Tensor, tokens: Tensor, token_lengths: Tensor) -> dict[str, Tensor]:
-        sp = self.speech.encode_features(feats, feat_lengths)
+    def output_lengths(self, wave_lengths: Tensor) -> Tensor:
+        return self.speech.output_lengths(wave_lengths)
+
+    def forward(self, wave: Tensor, wave_lengths: Tensor, tokens: Tensor, token_lengths: Tensor) -> dict[str, Tensor]:
+        """``wave (B, T)`` + ``wave_lengths (B,)``, ``tokens (B, S)`` + ``token_lengths (B,)`` ->
+        ``log_probs (B, T', V)``, ``speech_lengths (B,)``, OT features ``speech (B, T', D)`` /
+        ``text (B, S, D)`` and their masks."""
+        sp = self.speech(wave, wave_lengths)
         tx = self.text(tokens, token_lengths)
         return {"log_probs": sp["ctc_logits"].log_softmax(-1), "speech_lengths": sp["lengths"],
                 "speech": ot_features(sp["out"]), "speech_mask": sp["mask"],
                 "text": ot_features(tx["out"]), "text_mask": tx["mask"]}
-
-
-def model_config(stage: str, arch: SpeechArch, frontend: FrontendConfig, tokenizer: dict[str, Any],
-                 target_tokenizer: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The ``config.yaml`` dict of a ``ctc_ot`` model dir."""
-    cfg = {"kind": "ctc_ot", "stage": stage, "arch": asdict(arch), "frontend": asdict(frontend),
-           "tokenizer": tokenizer, **extra}
-    if target_tokenizer is not None:
-        cfg["target_tokenizer"] = target_tokenizer
-    return cfg
-
-
-def build_model(config: dict[str, Any], state: dict[str, Tensor] | None = None) -> nn.Module:
-    """Build (untrained) the module a ``ctc_ot`` config dict describes; tokenizers attached."""
-    from avsuite.models.seq2seq import SpeechSeq2Seq
-    from avsuite.models.text_tokenizer import tokenizer_from
-
-    arch = SpeechArch(**config["arch"])
-    frontend = FrontendConfig(**config["frontend"])
-    state = state or {}
-    src_tok = tokenizer_from(config["tokenizer"], state, "src_tokenizer.")
-    if config["stage"] == "pretrain":
-        model: nn.Module = SiameseCTCOT(arch, frontend, len(src_tok))
-        model.tokenizer = src_tok
-        return model
-    tgt_tok = tokenizer_from(config["target_tokenizer"], state, "tgt_tokenizer.")
-    model = SpeechSeq2Seq(arch, frontend, len(tgt_tok), ctc_vocab=len(src_tok))
-    model.tokenizer, model.target_tokenizer = src_tok, tgt_tok
-    model.task = config["stage"]
-    return model
-
-
-def model_from_state(state: dict[str, Tensor], config: dict[str, Any]) -> nn.Module:
-    """Registry loader: ``kind: ctc_ot`` model dir -> module in eval mode."""
-    model = build_model(config, state)
-    weights = {k: v for k, v in state.items() if not k.endswith("tokenizer.sp_model")}
-    model.load_state_dict(weights)
-    return model.eval()

@@ -35,13 +35,12 @@ from avsuite.data.pipeline import DataConfig
 from avsuite.eval.asr import decode
 from avsuite.eval.speech_metrics import all_metrics
 from avsuite.losses.ctc import ctc_ot_loss
-from avsuite.models.seq2seq import average_state_dicts
-from avsuite.models.speech import build_model, model_config, preset
+from avsuite.models.seq2seq import average_state_dicts, build_model, model_config
+from avsuite.models.speech import preset
 from avsuite.models.text_tokenizer import tokenizer_from, train_tokenizer
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
                                     resume_path, write_config, write_metrics)
-from avsuite.recipes.ctc_ot_data import (BadRow, _BatchSampler, batches, collate, prepare, read_rows, row_targets,
-                                         spec_augment)
+from avsuite.recipes.ctc_ot_data import BadRow, _BatchSampler, batches, collate, prepare, read_rows, row_targets
 
 
 
@@ -112,21 +111,18 @@ class CTCOTModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, cfg: Config):
         super().__init__()
         self.model, self.cfg = model, cfg
-        self.gen = torch.Generator().manual_seed(cfg.trainer.seed)
         self.snapshots: deque = deque(maxlen=max(cfg.task.average_last, 1))
 
     def losses(self, batch: dict[str, Any], train: bool) -> dict[str, Tensor]:
-        feats = batch["feats"]
-        if train and self.cfg.task.spec_augment:
-            feats = spec_augment(feats, batch["n_frames"], self.gen)
         c = self.cfg.loss
         if self.cfg.task.stage == "pretrain":
-            o = self.model(feats, batch["n_frames"], batch["src"], batch["src_len"])
+            o = self.model(batch["audio"], batch["lengths"], batch["src"], batch["src_len"])
             return ctc_ot_loss(o["log_probs"], o["speech_lengths"], batch["src"], batch["src_len"], o["speech"],
                                o["speech_mask"], o["text"], o["text_mask"], w_ctc=c.w_ctc, w_ot=c.w_ot, p=c.p,
                                blur=c.blur, scaling=c.scaling, n_iters=c.n_iters, debias=c.debias,
                                pos_weight=c.pos_weight, measure_ot=not train)
-        return self.model(feats, batch["n_frames"], batch["tgt"], batch["tgt_len"], label_smoothing=c.label_smoothing)
+        return self.model(batch["audio"], batch["lengths"], batch["tgt"], batch["tgt_len"],
+                          label_smoothing=c.label_smoothing)
 
     def training_step(self, batch: dict[str, Any], _: int) -> Tensor:
         out = self.losses(batch, train=True)
@@ -171,7 +167,8 @@ def _tokenizers(cfg: Config, rows: list[dict[str, Any]], init: dict[str, Any] | 
 
 def _arch(cfg: Config):
     m = cfg.model
-    return preset(m.preset, arch=m.arch, dropout=m.dropout, ctc_layer=m.ctc_layer, max_frames=m.max_frames)
+    return preset(m.preset, arch=m.arch, dropout=m.dropout, ctc_layer=m.ctc_layer, max_frames=m.max_frames,
+                  spec_augment=cfg.task.spec_augment)
 
 
 def _build(cfg: Config, src_tok: Any, tgt_tok: Any, init: dict[str, Any] | None) -> tuple[torch.nn.Module, dict]:

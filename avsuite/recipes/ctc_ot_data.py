@@ -19,7 +19,7 @@ from avsuite.audio.frontend import AudioFrontend
 from avsuite.data.batches import pad_right
 from avsuite.data.pipeline import DataConfig, build_pipeline
 from avsuite.losses.ctc import ctc_min_frames
-from avsuite.models.speech import ConvSubsampler
+from avsuite.models.speech import output_lengths
 from avsuite.models.text_tokenizer import normalize_transcript, normalize_translation
 
 if TYPE_CHECKING:
@@ -111,23 +111,21 @@ def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFron
         raise BadRow("too_long", f"row {row['id']!r}: {seconds:.1f} s > data.max_seconds={cfg.data.max_seconds}")
     if seconds < cfg.data.min_seconds or wave.numel() < frontend.frame_length:
         raise BadRow("too_short", f"row {row['id']!r}: {seconds:.3f} s is too short")
-    with torch.no_grad():
-        feats, n = frontend(wave[None], torch.tensor([wave.numel()]))
     src_ids, tgt_ids = src_tok.encode(src), tgt_tok.encode(tgt)
-    enc_frames = ConvSubsampler.out_lengths(n)
+    enc_frames = output_lengths(torch.tensor([wave.numel()]), cfg.frontend)
     if training and cfg.task.stage == "pretrain" and int(ctc_min_frames(torch.tensor([src_ids]), torch.tensor([len(src_ids)]))) \
             > int(enc_frames):
         raise BadRow("too_short", f"row {row['id']!r}: {int(enc_frames)} encoder frames cannot fit "
                                   f"{len(src_ids)} CTC labels")
     if int(enc_frames) > cfg.model.max_frames:
         raise BadRow("too_long", f"row {row['id']!r}: {int(enc_frames)} frames > model.max_frames")
-    return {"id": row["id"], "feats": feats[0, :, : int(n)], "src": src_ids, "tgt": tgt_ids, "ref": tgt}
+    return {"id": row["id"], "wave": wave, "src": src_ids, "tgt": tgt_ids, "ref": tgt}
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
     """Examples -> ``feats (B, M, F)``, ``n_frames (B,)``, ``src``/``tgt`` ``(B, S)`` 0-padded + lengths."""
-    feats, n = pad_right([e["feats"] for e in examples])
-    out = {"feats": feats, "n_frames": n, "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}
+    audio, lengths = pad_right([e["wave"] for e in examples])
+    out = {"audio": audio, "lengths": lengths, "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}
     for key in ("src", "tgt"):
         lens = torch.tensor([len(e[key]) for e in examples])
         toks = torch.zeros(len(examples), max(int(lens.max()), 1), dtype=torch.long)
@@ -139,10 +137,10 @@ def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def batches(examples: list[dict[str, Any]], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
     """Length-sorted batches (less padding); shuffled batch order when ``shuffle``."""
-    order = sorted(range(len(examples)), key=lambda i: examples[i]["feats"].shape[1])
+    order = sorted(range(len(examples)), key=lambda i: examples[i]["wave"].numel())
     if shuffle:   # jitter within neighbourhoods so batches differ between epochs
         rng = random.Random(seed)
-        order = sorted(order, key=lambda i: examples[i]["feats"].shape[1] * (1 + 0.2 * rng.random()))
+        order = sorted(order, key=lambda i: examples[i]["wave"].numel() * (1 + 0.2 * rng.random()))
     out = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     if shuffle:
         random.Random(seed + 1).shuffle(out)
@@ -160,17 +158,3 @@ class _BatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return (len(self.examples) + self.batch_size - 1) // self.batch_size
 
-
-def spec_augment(feats: Tensor, n: Tensor, gen: torch.Generator) -> Tensor:
-    """Two frequency masks (<= 10 bins) and two time masks (<= 10% of frames) per item, in place on a copy."""
-    feats = feats.clone()
-    for i in range(feats.shape[0]):
-        for _ in range(2):
-            w = int(torch.randint(0, 11, (1,), generator=gen))
-            f0 = int(torch.randint(0, max(feats.shape[1] - w, 1), (1,), generator=gen))
-            feats[i, f0: f0 + w] = 0.0
-            t = max(int(n[i]) // 10, 1)
-            w = int(torch.randint(0, t + 1, (1,), generator=gen))
-            t0 = int(torch.randint(0, max(int(n[i]) - w, 1), (1,), generator=gen))
-            feats[i, :, t0: t0 + w] = 0.0
-    return feats
