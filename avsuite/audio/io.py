@@ -9,6 +9,7 @@ opus, raw G.722 (``.g722``), and the audio track of video files. Every failure i
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,28 @@ class AudioDecodeError(RuntimeError):
         super().__init__(f"{path}: {reason}")
 
 
-def _read_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, bool]:
-    """-> ``(data (C, T) or (T,) when mono, rate, may_hold_nan)`` with one open of the file."""
+def _window(total: int, n: int, pos: float | None) -> int:
+    """Start of an ``n``-sample window in ``total`` samples: at ``pos`` in [0, 1) of the free span
+    (``int(pos * (total - n + 1))``), or centred when ``pos`` is None."""
+    if total <= n:
+        return 0
+    return (total - n) // 2 if pos is None else min(int(pos * (total - n + 1)), total - n)
+
+
+def _read_soundfile(path: Path, max_seconds: float, window: tuple[float, float | None] | None = None
+                    ) -> tuple[np.ndarray, int, bool]:
+    """-> ``(data (C, T) or (T,) when mono, rate, may_hold_nan)`` with one open of the file;
+    ``window=(seconds, pos)`` reads only that window (see :func:`_window`)."""
     import soundfile as sf
 
     with sf.SoundFile(str(path)) as fh:
         if fh.samplerate > 0 and fh.frames / fh.samplerate > max_seconds:
-            raise AudioDecodeError(path, f"too long: {fh.frames / fh.samplerate:.0f} s > {max_seconds:.0f} s limit")
-        data = fh.read(dtype="float32", always_2d=True)
+            raise AudioDecodeError(path, f"too long: {fh.frames / fh.samplerate:.1f} s > {max_seconds:.1f} s limit")
+        frames = -1
+        if window is not None and fh.seekable() and fh.frames > 0:
+            frames = math.ceil(window[0] * fh.samplerate)
+            fh.seek(_window(fh.frames, frames, window[1]))
+        data = fh.read(frames, dtype="float32", always_2d=True)
         floating = fh.subtype in ("FLOAT", "DOUBLE")
         return (data[:, 0] if data.shape[1] == 1 else data.T), fh.samplerate, floating
 
@@ -90,8 +105,14 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
 
 
 def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
-               max_seconds: float = MAX_SECONDS_DEFAULT) -> tuple[Tensor, int]:
+               max_seconds: float = MAX_SECONDS_DEFAULT, window: tuple[float, float | None] | None = None
+               ) -> tuple[Tensor, int]:
     """Decode ``path``; return ``(wave, rate)`` with wave ``(T,)`` (mono) or ``(C, T)``.
+
+    ``window=(seconds, pos)`` returns only a window of that length (the whole file when shorter):
+    at ``pos`` in [0, 1) of the free span, or the centre when ``pos`` is None. Seekable formats
+    (wav/flac/ogg/mp3) read only the window; others are decoded whole, then cut. With ``sr`` the
+    window is cut at the file's rate, then resampled to exactly ``round(seconds * sr)`` samples.
 
     Raises :class:`AudioDecodeError` for a missing file, zero-length or corrupt data, an
     unsupported codec, NaN/inf samples, or a file longer than ``max_seconds``.
@@ -108,7 +129,7 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
     check_finite = True
     if path.suffix.lower() not in _RAW_FORMATS:
         try:
-            data, native_sr, check_finite = _read_soundfile(path, max_seconds)
+            data, native_sr, check_finite = _read_soundfile(path, max_seconds, window)
         except AudioDecodeError:
             raise
         except Exception as exc:  # libsndfile cannot read it: let ffmpeg try
@@ -129,9 +150,15 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
         wave = wave if mono else wave[None]
     elif mono:
         wave = wave.mean(dim=0)
+    if window is not None:                     # no-op when the reader already cut it
+        n = math.ceil(window[0] * native_sr)
+        start = _window(wave.shape[-1], n, window[1])
+        wave = wave[..., start:start + n]
     if sr is not None and sr != native_sr:
         wave = resample(wave, native_sr, sr)
         native_sr = sr
+        if window is not None:
+            wave = wave[..., : int(round(window[0] * sr))]
     return wave.contiguous(), int(native_sr)
 
 

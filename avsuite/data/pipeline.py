@@ -1,29 +1,34 @@
-"""The one data pipeline: manifest rows -> decoded, cropped, collated batches (fairseq2.data).
+"""The one stateful reader: manifest rows -> typed batches, for every workload (fairseq2.data).
 
-    rows --read_sequence--> shuffle(window, seed+epoch) --> shard(rank, world) --> bucket(B)
-         --> skip(consumed) --> map(decode + crop + collate, parallel) --> prefetch --> batches
+    rows (ManifestRows) --duration filter--> sampler plan of GLOBAL batches (pure function of
+    seed + epoch) --> rank slice --> skip(consumed) --> map(load items + collate, parallel)
+    --> prefetch --> batches
 
-Shuffling, sharding and batching act on row *indices*, so the batch plan of an epoch is a pure
-function of ``(seed, epoch, rank, world_size)``. Resuming is exact and cheap: the state is
-``{"epoch", "consumed"}`` and a restore skips the consumed index-batches without decoding them.
-Unreadable audio is skipped and counted (a summary is logged at the end of each epoch) unless
-``strict`` is set, in which case the first bad file raises :class:`AudioDecodeError`.
+The plan is built on row *indices*, so resuming is exact and cheap: the state is
+``{"epoch", "consumed", "sampler"}`` and a restore skips consumed batches without decoding them.
+Every random choice made while loading (crop offset, gain, caption, composition) comes from a
+generator seeded by ``(seed, epoch, global batch, slot)``: the same bytes whatever the thread
+count, the rank or an interruption. Rows that cannot be used are skipped and counted by reason
+(``unreadable``, ``too_short``, ``too_long``, or a recipe's own) with a summary at the end of each
+epoch, unless ``strict`` is set (the first bad file raises). See docs/data_layer.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
-from avsuite.audio.io import AudioDecodeError, load_audio
-from avsuite.audio.resample import resample
+from avsuite.audio.io import MAX_SECONDS_DEFAULT, AudioDecodeError, load_audio
+from avsuite.data.rows import ManifestRows
+from avsuite.data.sampling import Item, Sampler, ShuffledBatches, rank_slice, seed_of
 
 log = logging.getLogger(__name__)
 
@@ -33,50 +38,54 @@ Collate = Callable[[list[Example]], Any]
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
+    """The data section every recipe embeds (recipes subclass it to add their own fields)."""
     manifest: str = ""
     valid_manifest: str | None = None
     test_manifest: str | None = None
+    #: decode audio to this rate; must equal the model frontend's input rate
     sample_rate: int = 16000
-    #: crop length in seconds (random offset in training, centred in evaluation); None keeps all
-    max_seconds: float | None = 10.0
-    #: rows whose manifest duration is below this are skipped (counted as "too_short")
-    min_seconds: float = 0.0
+    #: per device: a step sees batch_size * world_size rows in total
     batch_size: int = 16
-    num_parallel_calls: int = 2
-    #: 0 = no shuffling; otherwise the fairseq2 shuffle window (examples held in memory)
-    shuffle_window: int = 10000
+    #: FILTER: rows shorter / longer than this (manifest duration, else decoded) are skipped and counted
+    min_seconds: float = 0.0
+    max_seconds: float | None = None
+    #: CROP: random window (train) or centre (eval) of this length; null keeps the whole clip
+    crop_seconds: float | None = None
+    shuffle: bool = True
     #: group rows of similar duration (within windows of 32 batches) to cut padding
     bucket_by_length: bool = False
-    seed: int = 0
-    prefetch: int = 2
-    strict: bool = False
     drop_last: bool = False
+    seed: int = 0
+    num_parallel_calls: int = 2
+    prefetch: int = 2
+    #: the first unreadable or unusable row raises instead of being skipped and counted
+    strict: bool = False
+    #: on-disk cache of decoded, resampled audio (memory-mapped); null = off
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.sample_rate < 1:
+            raise ValueError(f"sample_rate must be >= 1, got {self.sample_rate}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive or null, got {self.max_seconds}")
-        if self.num_parallel_calls < 1:
-            raise ValueError("num_parallel_calls must be >= 1")
+        for key in ("max_seconds", "crop_seconds"):
+            v = getattr(self, key)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{key} must be a positive number or null, got {v}")
+        if not (math.isfinite(self.min_seconds) and self.min_seconds >= 0):
+            raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds {self.max_seconds} < min_seconds {self.min_seconds}")
+        if self.num_parallel_calls < 1 or self.prefetch < 0:
+            raise ValueError("num_parallel_calls must be >= 1 and prefetch >= 0")
 
 
-def _example_seed(seed: int, epoch: int, example_id: str) -> int:
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{example_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def crop(wave: torch.Tensor, n: int, *, train: bool, seed: int) -> torch.Tensor:
-    """Crop ``(T,)`` to at most ``n`` samples: a seeded random window (train) or the centre (eval)."""
-    t = wave.shape[-1]
-    if t <= n:
-        return wave
-    if train:
-        g = torch.Generator().manual_seed(seed)
-        start = int(torch.randint(0, t - n + 1, (1,), generator=g))
-    else:
-        start = (t - n) // 2
-    return wave[..., start:start + n]
+def check_sample_rate(data: DataConfig, frontend: Any) -> None:
+    """Fail at config load when the data rate is not the rate the model's frontend expects."""
+    expected = getattr(frontend, "input_sample_rate", None) or frontend.sample_rate
+    if data.sample_rate != expected:
+        raise ValueError(f"data.sample_rate={data.sample_rate} but the frontend expects {expected} Hz input "
+                         f"(frontend.input_sample_rate or frontend.sample_rate); make them equal")
 
 
 class SkipCounter:
@@ -102,102 +111,168 @@ class SkipCounter:
         return f"skipped {self.total} row(s) ({parts}); e.g. " + "; ".join(self.examples)
 
 
-class AudioPipeline:
-    """Iterable of collated batches over ``rows``; one pass per ``iter()``, then the epoch advances.
+class SkipRow(Exception):
+    """Raised by a load function for an unusable row: counted under ``reason`` (fatal when strict)."""
 
-    ``state_dict()`` / ``load_state_dict()`` make an interrupted epoch resume at the exact next
-    batch. ``lookahead`` is how many batches the consumer fetches ahead of what it has used
-    (Lightning's fetcher: 1), so the saved position is the last batch actually consumed.
-    """
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
-    def __init__(self, rows: list[dict[str, Any]], cfg: DataConfig, *, collate: Collate, train: bool,
-                 epoch: int = 0, rank: int = 0, world_size: int = 1, lookahead: int = 0):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world_size {world_size}")
-        self.rows, self.cfg, self.collate, self.train = rows, cfg, collate, train
-        self.rank, self.world_size, self.lookahead = rank, world_size, lookahead
-        self.epoch, self.consumed = epoch, 0
-        self.stats = SkipCounter()
-        self._keep = self._filter_rows()
 
-    def _filter_rows(self) -> list[int]:
-        keep = []
-        for i, row in enumerate(self.rows):
-            dur = row.get("duration")
-            if self.cfg.min_seconds and dur is not None and dur < self.cfg.min_seconds:
-                self.stats.add("too_short", f"{row['id']} ({dur:.2f} s)")
-                continue
-            keep.append(i)
-        return keep
+@dataclass
+class ItemContext:
+    """What a load function sees: the rows, the config, the mode, the epoch, the skip counter."""
+    rows: ManifestRows
+    cfg: DataConfig
+    train: bool
+    epoch: int
+    stats: SkipCounter
+    cache: Any = None
 
-    # ------------------------------------------------------------------ batch plan
-    def _index_pipeline(self):
-        from fairseq2.data.data_pipeline import read_sequence
+    def row(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
 
-        cfg = self.cfg
-        builder = read_sequence(self._keep)
-        if self.train and cfg.shuffle_window:
-            builder = builder.shuffle(cfg.shuffle_window, seed=cfg.seed + self.epoch)
-        if self.world_size > 1:  # equal counts on every rank (no uneven shards: DDP would hang)
-            builder = builder.shard(self.rank, self.world_size, allow_uneven=False)
-        if cfg.bucket_by_length:
-            builder = builder.bucket(cfg.batch_size * 32).yield_from(self._length_buckets)
-        else:
-            builder = builder.bucket(cfg.batch_size, drop_remainder=cfg.drop_last)
-        return builder
+    def skip(self, reason: str, message: str) -> None:
+        """Count a skipped row (raise :class:`SkipRow` when ``strict``)."""
+        if self.cfg.strict:
+            raise SkipRow(reason, message)
+        self.stats.add(reason, message)
 
-    def _length_buckets(self, chunk: list[int]):
-        from fairseq2.data.data_pipeline import read_sequence
-
-        chunk = sorted(chunk, key=lambda i: (self.rows[i].get("duration") or 0.0, i))
-        b = self.cfg.batch_size
-        batches = [chunk[k:k + b] for k in range(0, len(chunk), b)]
-        if self.cfg.drop_last:
-            batches = [x for x in batches if len(x) == b]
-        if self.train:  # batch order within the window is shuffled, deterministically
-            g = torch.Generator().manual_seed(_example_seed(self.cfg.seed, self.epoch, str(chunk[0])))
-            batches = [batches[j] for j in torch.randperm(len(batches), generator=g).tolist()]
-        return read_sequence(batches).and_return()
-
-    def batch_plan(self) -> list[list[str]]:
-        """The ids of every batch of the current epoch (before decoding), in order."""
-        pipe = self._index_pipeline().and_return()
-        return [[self.rows[i]["id"] for i in batch] for batch in pipe]
-
-    # ------------------------------------------------------------------ decoding
-    def _decode(self, i: int) -> Example | None:
-        """Decode at the file's own rate, crop there, then resample only the kept window."""
+    def decode(self, i: int, gen: torch.Generator, *, crop_seconds: float | None | str = "cfg") -> torch.Tensor | None:
+        """Row ``i``'s audio ``(T,)`` float32 at ``cfg.sample_rate``, cropped (random window from
+        ``gen`` in training, centre in eval) to ``crop_seconds`` (default ``cfg.crop_seconds``);
+        None after counting when unreadable / too short / too long."""
         row, cfg = self.rows[i], self.cfg
+        crop = cfg.crop_seconds if crop_seconds == "cfg" else crop_seconds
+        pos = float(torch.rand((), generator=gen)) if self.train else None
         try:
-            wave, native = load_audio(row["audio"], None)
+            if self.cache is not None:
+                wave = self.cache.load(row["audio"], max_seconds=cfg.max_seconds, window=(crop, pos) if crop else None)
+            else:
+                wave, _ = load_audio(row["audio"], cfg.sample_rate, max_seconds=cfg.max_seconds or MAX_SECONDS_DEFAULT,
+                                     window=(crop, pos) if crop else None)
         except AudioDecodeError as exc:
             if cfg.strict:
                 raise
-            self.stats.add("unreadable", f"{row['id']}: {exc.reason}")
+            reason = "too_long" if exc.reason.startswith("too long") and cfg.max_seconds else "unreadable"
+            self.stats.add(reason, f"{row['id']}: {exc.reason}")
             return None
-        if cfg.max_seconds is not None:
-            n = math.ceil(cfg.max_seconds * native)
-            wave = crop(wave, n, train=self.train, seed=_example_seed(cfg.seed, self.epoch, row["id"]))
-        wave = resample(wave, native, cfg.sample_rate)
-        if cfg.max_seconds is not None:
-            wave = wave[: int(round(cfg.max_seconds * cfg.sample_rate))]
-        return {"id": row["id"], "wave": wave, "row": row}
+        if cfg.min_seconds and np.isnan(self.rows.durations[i]) and wave.numel() < cfg.min_seconds * cfg.sample_rate:
+            self.skip("too_short", f"{row['id']}: {wave.numel() / cfg.sample_rate:.2f} s < {cfg.min_seconds} s")
+            return None
+        return wave
 
-    def _decode_batch(self, batch: list[int]) -> Any:
-        examples = [ex for ex in (self._decode(i) for i in batch) if ex is not None]
+
+def load_row(ctx: ItemContext, item: Item, gen: torch.Generator) -> Example | None:
+    """The default load: ``{"id", "wave" (T,), "row", "index", "replay"}``; items are row indices
+    or ``("replay", i)`` (rehearsal rows from :class:`~avsuite.data.sampling.ReplayMix`)."""
+    replay = isinstance(item, tuple) and item[0] == "replay"
+    i = int(item[1] if replay else item)
+    wave = ctx.decode(i, gen)
+    if wave is None:
+        return None
+    row = ctx.row(i)
+    return {"id": row["id"], "wave": wave, "row": row, "index": i, "replay": replay}
+
+
+Load = Callable[[ItemContext, Item, torch.Generator], "Example | None"]
+
+
+class Reader:
+    """Iterable of collated batches; one epoch per ``iter()``, then the epoch advances.
+
+    ``lookahead`` is how many batches the consumer fetches ahead of what it has used, so the
+    saved position is the last batch actually consumed (Lightning's fetcher: 0 for a loader with
+    ``__len__``, which this has).
+    """
+
+    def __init__(self, source: str | Path | ManifestRows | Iterable[dict[str, Any]], cfg: DataConfig, *,
+                 train: bool, collate: Collate, sampler: Sampler | None = None, load: Load | None = None,
+                 rank: int = 0, world_size: int = 1, lookahead: int = 0, epoch: int = 0):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        self.rows = ManifestRows.of(source)
+        self.cfg, self.train, self.collate = cfg, train, collate
+        self.sampler = sampler if sampler is not None else ShuffledBatches(
+            seed=cfg.seed, shuffle=cfg.shuffle and train, bucket_by_length=cfg.bucket_by_length,
+            drop_last=cfg.drop_last and train)
+        self.load = load or load_row
+        self.rank, self.world_size, self.lookahead = rank, world_size, lookahead
+        self.epoch, self.consumed = epoch, 0
+        self.stats = SkipCounter()
+        self.allowed = self._duration_filter()
+        self._plan: tuple[Any, list[list[tuple[int, Item]]]] | None = None
+        from avsuite.data.cache import AudioCache
+
+        self.cache = AudioCache(cfg.cache_dir, cfg.sample_rate) if cfg.cache_dir else None
+
+    def _duration_filter(self) -> np.ndarray | None:
+        d, cfg = self.rows.durations, self.cfg
+        short = d < cfg.min_seconds if cfg.min_seconds else np.zeros(len(d), bool)
+        long = d > cfg.max_seconds if cfg.max_seconds is not None else np.zeros(len(d), bool)
+        for reason, mask in (("too_short", short), ("too_long", long)):
+            idx = np.flatnonzero(mask)
+            if len(idx) and cfg.strict:
+                raise SkipRow(reason, f"{self.rows[int(idx[0])]['id']}: {reason.replace('_', ' ')} "
+                                      f"({d[idx[0]]:.2f} s in the manifest; data.strict is set)")
+            for i in idx[:5].tolist():
+                self.stats.add(reason, f"{self.rows[i]['id']} ({d[i]:.2f} s)")
+            if len(idx) > 5:
+                self.stats.counts[reason] += len(idx) - 5
+        bad = short | long
+        return None if not bad.any() else np.flatnonzero(~bad)
+
+    # ------------------------------------------------------------------ batch plan
+    def plan(self) -> list[list[tuple[int, Item]]]:
+        """This rank's batches of the current epoch as ``(global batch, slot, item)`` triples (the
+        item's seed); cached per epoch and sampler state."""
+        key = (self.epoch, repr(self.sampler))
+        if self._plan is None or self._plan[0] != key:
+            sampler = self.sampler
+            if self.allowed is not None:
+                sampler = _Restricted(sampler, self.allowed)
+            world = self.world_size
+            plan = sampler.plan(self.rows, self.epoch, self.cfg.batch_size * world)
+            mine = []
+            for b, batch in enumerate(plan):
+                if len(batch) < world:         # every rank needs a share (DDP would hang)
+                    continue
+                slots = list(range(len(batch)))
+                mine.append([(b, s, batch[s]) for s in rank_slice(slots, self.rank, world)])
+            self._plan = (key, mine)
+        return self._plan[1]
+
+    def batch_plan(self) -> list[list[Item]]:
+        """The items of every batch of the current epoch, in order (before loading)."""
+        return [[item for _, _, item in batch] for batch in self.plan()]
+
+    # ------------------------------------------------------------------ loading
+    def _load_batch(self, batch: list[tuple[int, int, Item]], epoch: int) -> Any:
+        ctx = ItemContext(self.rows, self.cfg, self.train, epoch, self.stats, self.cache)
+        examples = []
+        for b, slot, item in batch:
+            gen = torch.Generator().manual_seed(seed_of(self.cfg.seed, epoch, b, slot, "item"))
+            try:
+                ex = self.load(ctx, item, gen)
+            except SkipRow as exc:
+                if self.cfg.strict:
+                    raise ValueError(str(exc)) from None
+                self.stats.add(exc.reason, str(exc))
+                ex = None
+            if ex is not None:
+                examples.append(ex)
         return self.collate(examples) if examples else None
 
     # ------------------------------------------------------------------ iteration + state
     def __iter__(self) -> Iterator[Any]:
-        cfg = self.cfg
+        from fairseq2.data.data_pipeline import read_sequence
+
         if self.consumed >= len(self):          # state saved after the last batch: next epoch
             self.epoch, self.consumed = self.epoch + 1, 0
-        start = self.consumed
-        pipe = (self._index_pipeline()
-                .skip(start)
-                .map(self._decode_batch, num_parallel_calls=cfg.num_parallel_calls)
-                .prefetch(cfg.prefetch)
-                .and_return())
+        epoch, start = self.epoch, self.consumed
+        pipe = (read_sequence(self.plan()).skip(start)
+                .map(lambda b: self._load_batch(b, epoch), num_parallel_calls=self.cfg.num_parallel_calls)
+                .prefetch(self.cfg.prefetch).and_return())
         yielded = start
         for batch in pipe:
             yielded += 1
@@ -205,33 +280,36 @@ class AudioPipeline:
             if batch is not None:
                 yield batch
         if self.stats.total:
-            log.warning("epoch %d: %s", self.epoch, self.stats.summary())
-        self.epoch += 1
-        self.consumed = 0
+            log.warning("epoch %d: %s", epoch, self.stats.summary())
+        self.epoch, self.consumed = epoch + 1, 0
 
     def __len__(self) -> int:
-        """Exact number of index-batches per epoch (a batch whose every file fails is dropped)."""
-        n = len(self._keep) // self.world_size if self.world_size > 1 else len(self._keep)
-        b = self.cfg.batch_size
-
-        def count(size: int) -> int:
-            return size // b if self.cfg.drop_last else -(-size // b)
-
-        if not self.cfg.bucket_by_length:
-            return count(n)
-        chunk = b * 32
-        return (n // chunk) * count(chunk) + count(n % chunk)
+        """Exact number of batches of this rank this epoch (a batch whose every row fails is dropped)."""
+        return len(self.plan())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "consumed": self.consumed, "skipped": dict(self.stats.counts)}
+        return {"epoch": self.epoch, "consumed": self.consumed, "sampler": self.sampler.state_dict(),
+                "skipped": dict(self.stats.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.consumed = int(state["consumed"])
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self.sampler.load_state_dict(state.get("sampler", {}))
+        self._plan = None
 
 
-def build_pipeline(rows: list[dict[str, Any]], cfg: DataConfig, *, collate: Collate, train: bool,
-                   epoch: int = 0, rank: int = 0, world_size: int = 1, lookahead: int = 0) -> AudioPipeline:
-    """See :class:`AudioPipeline`."""
-    return AudioPipeline(rows, cfg, collate=collate, train=train, epoch=epoch, rank=rank,
-                         world_size=world_size, lookahead=lookahead)
+class _Restricted:
+    """A sampler limited to ``allowed`` rows (intersected with its own ``include``)."""
+
+    def __init__(self, sampler: Any, allowed: np.ndarray):
+        self.sampler, self.allowed = sampler, allowed
+
+    def plan(self, rows: ManifestRows, epoch: int, global_batch: int):
+        inner = getattr(self.sampler, "base", self.sampler)
+        include = getattr(inner, "include", None)
+        keep = self.allowed if include is None else np.intersect1d(np.asarray(include), self.allowed)
+        old = inner.include
+        inner.include = keep
+        try:
+            return self.sampler.plan(rows, epoch, global_batch)
+        finally:
+            inner.include = old

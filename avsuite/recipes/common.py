@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from avsuite.checkpoint import atomic_path, atomic_write_text, load_ckpt, save_model_dir
@@ -68,14 +70,47 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_ckpt(path, map_location=map_location or "cpu")
 
 
+class RngState(Callback):
+    """Puts the global RNG states (torch CPU + CUDA, numpy, python) in ``last.ckpt`` and restores
+    them before the first resumed step, so dropout, SpecAugment and any model-side randomness
+    continue exactly as in an uninterrupted run (the data's randomness is seeded per item)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),   # weights_only-safe types
+                 "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def build_trainer(cfg: TrainerConfig, out: Path, *, callbacks: Iterable[Callback] = (),
-                  enable_validation: bool = True) -> L.Trainer:
-    """A Trainer that keeps ``out/last.ckpt`` current and logs CSV metrics under ``out/logs``."""
+                  enable_validation: bool = True, **extra: Any) -> L.Trainer:
+    """A Trainer that keeps ``out/last.ckpt`` current (with the RNG states) and logs CSV and
+    TensorBoard metrics under ``out/logs``; ``extra`` goes to ``L.Trainer`` as is."""
     out = Path(out)
     ckpt = ModelCheckpoint(dirpath=out, filename="last", save_top_k=0, save_last=True,
                            every_n_train_steps=cfg.checkpoint_every_n_steps, save_on_train_epoch_end=True)
     ckpt.CHECKPOINT_NAME_LAST = "last"
-    cbs: list[Callback] = [ckpt, *callbacks]
+    cbs: list[Callback] = [RngState(), ckpt, *callbacks]
     if cfg.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     return L.Trainer(
@@ -96,10 +131,11 @@ def build_trainer(cfg: TrainerConfig, out: Path, *, callbacks: Iterable[Callback
         deterministic=cfg.deterministic,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
-        logger=CSVLogger(out, name="logs", version=""),
+        logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="tb")],
         callbacks=cbs,
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
+        **extra,
     )
 
 
@@ -119,9 +155,28 @@ def lr_lambda(cfg: OptimConfig, total_steps: int):
     return fn
 
 
-def adamw_with_schedule(params: Iterable[torch.nn.Parameter] | Iterable[dict], cfg: OptimConfig,
+#: parameter names (substrings) never decayed, besides every 0-d / 1-d tensor (norms, biases)
+NO_DECAY_NAMES = ("logit_scale", "pos_embed", "position", "cls_token", "bias")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters split into a decayed group (matrices, convolutions, embeddings) and
+    an undecayed one (norm weights, biases, logit scale, positional / class tokens)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def adamw_with_schedule(params: torch.nn.Module | Iterable[torch.nn.Parameter] | Iterable[dict], cfg: OptimConfig,
                         total_steps: int) -> dict[str, Any]:
-    """``configure_optimizers`` return value: AdamW + per-step LambdaLR schedule."""
+    """``configure_optimizers`` return value: AdamW + per-step LambdaLR schedule. Given a module,
+    its parameters are grouped by :func:`param_groups` (no decay on norms, biases, logit scale)."""
+    if isinstance(params, torch.nn.Module):
+        params = param_groups(params, cfg.weight_decay)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total_steps))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

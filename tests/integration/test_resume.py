@@ -47,12 +47,12 @@ def rows(tmp_path_factory):
 
 
 def fit(rows, out, max_steps, resume):
-    dcfg = DataConfig(sample_rate=8000, batch_size=4, max_seconds=0.5, shuffle_window=16, seed=5)
+    dcfg = DataConfig(sample_rate=8000, batch_size=4, crop_seconds=0.5, seed=5)
     tcfg = TrainerConfig(max_steps=max_steps, accelerator="cpu", checkpoint_every_n_steps=1, progress_bar=False,
                          log_every_n_steps=1)
     model = Tiny()
     trainer = build_trainer(tcfg, out, enable_validation=False)
-    trainer.fit(model, datamodule=AudioDataModule(dcfg, collate_audio_text, train_rows=rows),
+    trainer.fit(model, datamodule=AudioDataModule(dcfg, collate_audio_text, train=rows),
                 ckpt_path=str(out / "last.ckpt") if resume else None)
     return model
 

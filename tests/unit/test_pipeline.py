@@ -1,5 +1,6 @@
-"""The fairseq2 pipeline: exact mid-epoch resume, disjoint covering shards, bad rows skipped and
-counted (or fatal in strict mode), deterministic crops, length bucketing."""
+"""The one reader: exact mid-epoch resume, rank slices of global batches (disjoint, covering, equal to
+the single-process batch), bad rows skipped and counted (or fatal in strict mode), seeded crops read
+as windows, length bucketing, label-distinct and replay plans, the on-disk cache, streaming rows."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,9 @@ import torch
 
 from avsuite.audio.io import AudioDecodeError
 from avsuite.data.batches import collate_audio_text, collate_intent, pad_right
-from avsuite.data.pipeline import DataConfig, build_pipeline, crop
+from avsuite.data.pipeline import DataConfig, Reader
+from avsuite.data.rows import ManifestRows
+from avsuite.data.sampling import LabelDistinctBatches, ReplayMix, ShuffledBatches
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def batches(p):
 
 
 def cfg(**kw):
-    return DataConfig(**{**dict(sample_rate=8000, batch_size=4, max_seconds=0.5, shuffle_window=8, seed=3,
+    return DataConfig(**{**dict(sample_rate=8000, batch_size=4, crop_seconds=0.5, seed=3,
                                 num_parallel_calls=2), **kw})
 
 
@@ -37,12 +40,12 @@ def cfg(**kw):
 @pytest.mark.parametrize("stop_after", [1, 4])
 def test_exact_resume_mid_epoch(rows, bucket, stop_after):
     c = cfg(bucket_by_length=bucket)
-    full = batches(build_pipeline(rows, c, collate=collate_audio_text, train=True, epoch=2))
-    p = build_pipeline(rows, c, collate=collate_audio_text, train=True, epoch=2)
+    full = batches(Reader(rows, c, collate=collate_audio_text, train=True, epoch=2))
+    p = Reader(rows, c, collate=collate_audio_text, train=True, epoch=2)
     it = iter(p)
     head = [next(it) for _ in range(stop_after)]
     state = p.state_dict()
-    q = build_pipeline(rows, c, collate=collate_audio_text, train=True)     # a fresh process
+    q = Reader(rows, c, collate=collate_audio_text, train=True)     # a fresh process
     q.load_state_dict(state)
     rest = batches(q)
     got = [(b.ids, b.audio) for b in head] + rest
@@ -52,7 +55,7 @@ def test_exact_resume_mid_epoch(rows, bucket, stop_after):
 
 
 def test_lookahead_reports_the_consumed_position(rows):
-    p = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True, lookahead=1)
+    p = Reader(rows, cfg(), collate=collate_audio_text, train=True, lookahead=1)
     it = iter(p)
     next(it), next(it), next(it)
     assert p.state_dict()["consumed"] == 2
@@ -62,39 +65,86 @@ def test_lookahead_reports_the_consumed_position(rows):
                                 {"bucket_by_length": True, "drop_last": True, "batch_size": 3}])
 def test_len_is_exact(rows, kw):
     for world in (1, 2):
-        p = build_pipeline(rows, cfg(**kw), collate=collate_audio_text, train=True, rank=0, world_size=world)
+        p = Reader(rows, cfg(**kw), collate=collate_audio_text, train=True, rank=0, world_size=world)
         assert len(p) == len(p.batch_plan()) == len(list(p))
 
 
 def test_state_at_the_end_of_an_epoch_starts_the_next(rows):
-    p = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
+    p = Reader(rows, cfg(), collate=collate_audio_text, train=True)
     it = iter(p)
     e0 = [next(it).ids for _ in range(len(p))]
-    q = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
+    q = Reader(rows, cfg(), collate=collate_audio_text, train=True)
     q.load_state_dict(p.state_dict())        # consumed == len: the generator has not finished yet
     e1 = [b.ids for b in q]
-    ref = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True, epoch=1)
+    ref = Reader(rows, cfg(), collate=collate_audio_text, train=True, epoch=1)
     assert e1 == [b.ids for b in ref] and e1 != e0
 
 
 def test_epochs_reshuffle_and_eval_is_ordered(rows):
-    p = build_pipeline(rows, cfg(), collate=collate_audio_text, train=True)
+    p = Reader(rows, cfg(), collate=collate_audio_text, train=True)
     e0, e1 = [b.ids for b in p], [b.ids for b in p]
     assert e0 != e1 and sorted(sum(e0, [])) == sorted(sum(e1, [])) == sorted(r["id"] for r in rows)
-    ev = build_pipeline(rows, cfg(), collate=collate_audio_text, train=False)
+    ev = Reader(rows, cfg(), collate=collate_audio_text, train=False)
     assert sum([b.ids for b in ev], []) == [r["id"] for r in rows]
 
 
 @pytest.mark.parametrize("world", [2, 3, 4])
-def test_shards_are_disjoint_and_cover_the_epoch(rows, world):
-    shards = [sum(build_pipeline(rows, cfg(), collate=collate_audio_text, train=True, rank=r,
-                                 world_size=world).batch_plan(), []) for r in range(world)]
-    flat = sum(shards, [])
-    assert len(flat) == len(set(flat))                          # disjoint
-    assert len({len(s) for s in shards}) == 1                   # equal counts: no DDP hang
-    assert len(rows) - len(flat) < world                        # only the remainder is dropped
+@pytest.mark.parametrize("kw", [{}, {"bucket_by_length": True}])
+def test_rank_slices_are_the_single_process_global_batches(rows, world, kw):
+    """Rank r's batch k is slice r of global batch k: disjoint, equal counts, and their union is
+    batch k of one process with batch_size * world (so a DDP step sees the global batch)."""
+    ranks = [Reader(rows, cfg(**kw), collate=collate_audio_text, train=True, rank=r, world_size=world).batch_plan()
+             for r in range(world)]
+    single = Reader(rows, cfg(batch_size=4 * world, **kw), collate=collate_audio_text, train=True).batch_plan()
+    assert len({len(p) for p in ranks}) == 1                    # same number of steps: no DDP hang
+    for k, parts in enumerate(zip(*ranks)):
+        flat = sum(map(list, parts), [])
+        assert len(flat) == len(set(flat))                      # disjoint
+        assert sorted(flat) == sorted(single[k])                # union = the global batch
+    assert len(single) - len(ranks[0]) <= 1                     # at most a too-small last batch is dropped
     with pytest.raises(ValueError):
-        build_pipeline(rows, cfg(), collate=collate_audio_text, train=True, rank=2, world_size=2)
+        Reader(rows, cfg(), collate=collate_audio_text, train=True, rank=2, world_size=2)
+
+
+def test_label_distinct_and_replay_plans(rows):
+    src = ManifestRows.from_rows(rows)
+    plan = LabelDistinctBatches(seed=1).plan(src, 0, 3)
+    assert plan and all(len({src.labels[i] for i in b}) == 3 for b in plan)
+    assert plan == LabelDistinctBatches(seed=1).plan(src, 0, 3) != LabelDistinctBatches(seed=1).plan(src, 1, 3)
+    mix = ReplayMix(ShuffledBatches(seed=0, include=list(range(10))), k=2, seed=0, memory=[20, 21, 22])
+    plan = mix.plan(src, 0, 4)
+    assert all(i < 10 for b in plan for i in b if not isinstance(i, tuple))
+    assert all(sum(isinstance(i, tuple) for i in b) == 2 for b in plan)
+    r = Reader(src, cfg(), collate=lambda ex: ex, train=True, sampler=mix)
+    got = [e for b in r for e in b]
+    assert sum(e["replay"] for e in got) == 2 * len(plan) and all(e["index"] >= 20 for e in got if e["replay"])
+    state = r.state_dict()
+    fresh = ReplayMix(ShuffledBatches(seed=0, include=list(range(10))), k=2, seed=0)
+    Reader(src, cfg(), collate=lambda ex: ex, train=True, sampler=fresh).load_state_dict(state)
+    assert fresh.memory == [20, 21, 22]
+
+
+def test_manifest_rows_stream_and_equal_read_manifest(rows, tmp_path):
+    from avsuite.data.manifest import ManifestError, read_manifest, write_manifest
+
+    path = write_manifest([{**r, "audio": r["audio"]} for r in rows], tmp_path / "m.jsonl")
+    src = ManifestRows.from_path(path)
+    assert list(src) == read_manifest(path) and len(src) == len(rows)
+    assert src.label_of(4) == rows[4]["label"] and src.durations[4] == rows[4]["duration"]
+    (tmp_path / "bad.jsonl").write_text(path.read_text() + '{"id": "c00", "audio": "x.wav"}\n[1]\n')
+    with pytest.raises(ManifestError, match=r"bad.jsonl:31: duplicate id 'c00'[\s\S]*bad.jsonl:32"):
+        ManifestRows.from_path(tmp_path / "bad.jsonl")
+
+
+def test_cache_and_window_reads_equal_full_decode(rows, tmp_path):
+    plain = [b.audio for b in Reader(rows, cfg(), collate=collate_audio_text, train=True)]
+    cached = Reader(rows, cfg(cache_dir=str(tmp_path / "cache")), collate=collate_audio_text, train=True)
+    first = [b.audio for b in cached]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(rows)
+    cached.epoch = 0
+    again = [b.audio for b in cached]                           # every read is a memory-mapped hit
+    for a, b, c in zip(plain, first, again):
+        assert torch.equal(a, b) and torch.equal(b, c)
 
 
 def test_bad_rows_are_skipped_and_counted(rows, tmp_path, caplog):
@@ -102,21 +152,15 @@ def test_bad_rows_are_skipped_and_counted(rows, tmp_path, caplog):
     bad = rows[:6] + [{"id": "missing", "audio": str(tmp_path / "nope.wav")},
                       {"id": "junk", "audio": str(tmp_path / "junk.wav")},
                       {"id": "tiny", "audio": rows[0]["audio"], "duration": 0.01}]
-    p = build_pipeline(bad, cfg(min_seconds=0.1), collate=collate_audio_text, train=False)
+    p = Reader(bad, cfg(min_seconds=0.1), collate=collate_audio_text, train=False)
+    assert p.stats.counts == {"too_short": 1}                      # manifest durations: filtered up front
     ids = sum([b.ids for b in p], [])
     assert ids == [r["id"] for r in rows[:6]]
     assert p.stats.counts == {"unreadable": 2, "too_short": 1}
     assert "skipped 3 row(s)" in caplog.text
-    strict = build_pipeline(bad, cfg(strict=True), collate=collate_audio_text, train=False)
+    strict = Reader(bad, cfg(strict=True), collate=collate_audio_text, train=False)
     with pytest.raises(AudioDecodeError, match="nope.wav"):
         list(strict)
-
-
-def test_crop_is_seeded_and_centred():
-    x = torch.arange(100.0)
-    assert torch.equal(crop(x, 10, train=False, seed=0), torch.arange(45.0, 55.0))
-    assert torch.equal(crop(x, 10, train=True, seed=7), crop(x, 10, train=True, seed=7))
-    assert crop(x, 200, train=True, seed=1) is x
 
 
 def test_collate_and_padding(rows):
@@ -124,20 +168,20 @@ def test_collate_and_padding(rows):
     assert a.shape == (2, 8) and n.tolist() == [3, 5] and a[0, 3:].sum() == 0
     with pytest.raises(ValueError, match="label"):
         collate_intent([{"id": "x", "wave": torch.ones(3), "row": {"id": "x"}}])
-    b = next(iter(build_pipeline(rows, cfg(), collate=collate_audio_text, train=False)))
+    b = next(iter(Reader(rows, cfg(), collate=collate_audio_text, train=False)))
     assert b.to("cpu").captions[0] == ["clip 0"] and len(b) == 4
 
 
 def test_crops_before_resampling_and_yields_exact_lengths(tmp_path):
-    """A long 44.1 kHz file is cropped at its own rate, then resampled: exactly max_seconds at 16 kHz,
+    """A long 44.1 kHz file is cropped at its own rate, then resampled: exactly crop_seconds at 16 kHz,
     and the eval (centre) crop equals the centre of the fully resampled file away from the edges."""
     from avsuite.audio.resample import resample
 
     t = np.arange(44100 * 30) / 44100
     sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100)
     row = {"id": "long", "audio": str(tmp_path / "long.wav"), "captions": ["a tone"]}
-    c = DataConfig(sample_rate=16000, max_seconds=2.0, batch_size=1)
-    (b,) = list(build_pipeline([row], c, collate=collate_audio_text, train=False))
+    c = DataConfig(sample_rate=16000, crop_seconds=2.0, batch_size=1)
+    (b,) = list(Reader([row], c, collate=collate_audio_text, train=False))
     assert b.audio.shape == (1, 32000)
     full = resample(torch.from_numpy(sf.read(tmp_path / "long.wav", dtype="float32")[0]), 44100, 16000)
     centre = full[(full.shape[0] - 32000) // 2:][:32000]
