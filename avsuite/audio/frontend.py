@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsuite.audio.masks import lengths_to_mask
 from avsuite.audio.resample import Resample
 
 
@@ -298,7 +299,7 @@ class AudioFrontend(nn.Module):
         mask = None
         if lengths is not None:
             n_frames = frame_lengths(lengths, self.cfg).clamp(max=mel.shape[1])
-            mask = torch.arange(mel.shape[1], device=mel.device)[None, :] < n_frames[:, None]
+            mask = lengths_to_mask(n_frames, mel.shape[1])
         out = self._normalize(self._log(mel, mask), mask).transpose(1, 2)
         return (out, n_frames) if lengths is not None else out
 

@@ -33,12 +33,6 @@ def pad_right(items: list[Tensor], *, multiple_of: int = 1) -> tuple[Tensor, Ten
     return out, lengths
 
 
-def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
-    """``(B,)`` lengths -> ``(B, max_len)`` bool mask, True on valid positions."""
-    max_len = int(lengths.max()) if max_len is None else max_len
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
 class _Movable:
     def to(self, device: torch.device | str):
         """A copy with every tensor field on ``device`` (lists and strings untouched)."""

@@ -21,13 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsuite.audio.masks import lengths_to_mask, masked_mean
+
 
 # ----------------------------------------------------------------------------- helpers
 def _time_mask(n: int, lengths: Tensor | None, device: torch.device) -> Tensor | None:
     """``(B, n)`` boolean mask of valid time steps, or None when no lengths are known."""
     if lengths is None:
         return None
-    return torch.arange(n, device=device)[None, :] < lengths.clamp(min=1)[:, None]
+    return lengths_to_mask(lengths.to(device), n, min_len=1)
 
 
 def _down(lengths: Tensor | None, factor: int) -> Tensor | None:
@@ -41,8 +43,7 @@ def masked_mean_max(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """``x (B, C, T)`` -> (mean, max) over valid T, each ``(B, C)``."""
     if mask is None:
         return x.mean(-1), x.amax(-1)
-    m = mask[:, None, :].to(x.dtype)
-    mean = (x * m).sum(-1) / m.sum(-1).clamp(min=1)
+    mean = masked_mean(x, mask[:, None, :].expand_as(x), dim=-1)
     mx = x.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
     return mean, mx
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from avsuite.audio.masks import masked_mean
+
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 
@@ -95,8 +97,7 @@ class HFTextEncoder(nn.Module):
                              return_tensors="pt").to(device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden = self.model(**tok).last_hidden_state          # (B, L, H)
-        mask = tok["attention_mask"][..., None].to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return masked_mean(hidden, tok["attention_mask"].bool())
 
 
 def minilm(*, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True) -> HFTextEncoder:
@@ -145,8 +146,7 @@ class SmallTextTransformer(nn.Module):
         ids, mask = ids.to(self.embed.weight.device), mask.to(self.embed.weight.device)
         x = self.embed(ids) + self.pos[: ids.shape[1]]
         x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
-        m = mask[..., None].to(x.dtype)
-        return (x * m).sum(1) / m.sum(1)
+        return masked_mean(x, mask)
 
 
 def small_tiny() -> SmallTextTransformer:
