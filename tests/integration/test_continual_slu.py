@@ -41,8 +41,8 @@ def manifest(tmp_path_factory):
 def _cfg(manifest, *extra):
     return load_config(rec.Config, "configs/continual_slu/tiny.yaml", [
         f"data.manifest={manifest}", "data.batch_size=8", "scenario.first=2", "scenario.increment=2",
-        "memory.size=8", "memory.batch_size=4", "trainer.max_epochs=6", "trainer.checkpoint_every_n_steps=3",
-        "model.embed_dim=32", *extra])
+        "memory.size=8", "memory.batch_size=4", "scenario.epochs_per_task=6", "trainer.checkpoint_every_n_steps=3",
+        "model.embed_dim=32", "trainer.progress_bar=false", *extra])
 
 
 @pytest.mark.parametrize("method", ["finetune", "replay", "coconut", "joint"])
@@ -107,7 +107,7 @@ def test_test_labels_unseen_in_the_scenario_are_rejected(tmp_path, manifest):
 
 def test_by_task_scenario_uses_task_hints(tmp_path, manifest):
     torch.set_num_threads(1)
-    m = rec.train(_cfg(manifest, "scenario.kind=by_task", "method=replay", "trainer.max_epochs=2"), tmp_path / "f")
+    m = rec.train(_cfg(manifest, "scenario.kind=by_task", "method=replay", "scenario.epochs_per_task=2"), tmp_path / "f")
     sc = json.loads((tmp_path / "f" / "scenario.json").read_text())
     assert sc["tasks"] == [["a.low", "a.mid"], ["b.high", "b.top"]] and m["num_tasks"] == 2
 
@@ -117,7 +117,7 @@ def test_coconut_with_the_pretrained_minilm_text_tower(tmp_path, manifest):
     torch.set_num_threads(1)
     emb = rec.minilm_embeddings(["say low please", "say top please", "say low please"])
     assert set(emb) == {"say low please", "say top please"} and emb["say low please"].shape == (384,)
-    m = rec.train(_cfg(manifest, "method=coconut", "model.text_encoder=minilm", "trainer.max_epochs=2"),
+    m = rec.train(_cfg(manifest, "method=coconut", "model.text_encoder=minilm", "scenario.epochs_per_task=2"),
                   tmp_path / "mini")
     assert math.isfinite(m["avg_acc"])
     task1 = json.loads((tmp_path / "mini" / "tasks" / "task_1.json").read_text())
@@ -127,7 +127,7 @@ def test_coconut_with_the_pretrained_minilm_text_tower(tmp_path, manifest):
 def test_replay_with_knowledge_distillation_and_reservoir(tmp_path, manifest):
     torch.set_num_threads(1)
     m = rec.train(_cfg(manifest, "method=replay", "loss.kd_weight=1.0", "memory.kind=reservoir",
-                       "trainer.max_epochs=2"), tmp_path / "kd")
+                       "scenario.epochs_per_task=2"), tmp_path / "kd")
     task1 = json.loads((tmp_path / "kd" / "tasks" / "task_1.json").read_text())
     assert task1["train_kd"] > 0 and task1["memory"] == 8 and math.isfinite(m["avg_acc"])
     task0 = json.loads((tmp_path / "kd" / "tasks" / "task_0.json").read_text())
