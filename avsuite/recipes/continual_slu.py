@@ -260,13 +260,19 @@ class ContinualCallback(L.Callback):
         self.buffer = make_buffer(cfg.memory.kind, cfg.memory.size, seed=cfg.trainer.seed)
         self.R: list[list[float]] = []
         self.seen: list[float] = []
+        self.started = -1                          # the last task whose first batch was prepared
 
     @property
     def uses_memory(self) -> bool:
         return self.cfg.method in ("replay", "coconut")
 
-    def on_train_epoch_start(self, trainer: L.Trainer, module: ContinualModule) -> None:
-        """A new task: fresh optimizer state, the LR schedule restarted over this task's steps."""
+    def on_train_batch_start(self, trainer: L.Trainer, module: ContinualModule, *args: Any) -> None:
+        """First batch of a task: fresh optimizer state, the LR schedule restarted over this task's
+        steps. (Not ``on_train_epoch_start``: Lightning skips it when resuming from a checkpoint
+        written at an epoch's last batch.)"""
+        if self.started >= trainer.current_epoch:
+            return
+        self.started = trainer.current_epoch
         for opt in trainer.optimizers:
             opt.state.clear()
         total = optimizer_steps(trainer.num_training_batches, trainer.accumulate_grad_batches)
@@ -327,10 +333,11 @@ class ContinualCallback(L.Callback):
         self.data.memory = [int(i) for i in self.buffer.ids]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"R": self.R, "seen": self.seen, "buffer": self.buffer.state_dict()}
+        return {"R": self.R, "seen": self.seen, "buffer": self.buffer.state_dict(), "started": self.started}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.R, self.seen = [list(r) for r in state["R"]], list(state["seen"])
+        self.started = int(state["started"])
         self.buffer.load_state_dict(state["buffer"])
         self.data.memory = [int(i) for i in self.buffer.ids]
 

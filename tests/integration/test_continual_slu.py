@@ -1,18 +1,25 @@
 """continual_slu end to end on a synthetic 4-intent corpus (a tone burst per intent): 2 tasks, every method,
-exact resume after an interruption, and clear errors before training on bad settings."""
+exact resume after kill -9 (real CLI), DDP on 2 CPU processes, gradient accumulation / clipping, and
+clear errors before training on bad settings."""
 
 import json
 import math
+import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file
 
 from avsuite.config import load_config
 from avsuite.continual import ScenarioError
 from avsuite.data.manifest import write_manifest
 from avsuite.recipes import continual_slu as rec
+from tests.integration.kill_resume import kill_and_resume
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LABELS = ["a.low", "a.mid", "b.high", "b.top"]
 FREQS = [300.0, 700.0, 1500.0, 3000.0]
@@ -38,11 +45,14 @@ def manifest(tmp_path_factory):
     return write_manifest(rows, root / "manifest.jsonl")
 
 
+def OVERRIDES(manifest):
+    return [f"data.manifest={manifest}", "data.batch_size=8", "scenario.first=2", "scenario.increment=2",
+            "memory.size=8", "memory.batch_size=4", "scenario.epochs_per_task=6", "trainer.checkpoint_every_n_steps=3",
+            "model.embed_dim=32", "trainer.progress_bar=false"]
+
+
 def _cfg(manifest, *extra):
-    return load_config(rec.Config, "configs/continual_slu/tiny.yaml", [
-        f"data.manifest={manifest}", "data.batch_size=8", "scenario.first=2", "scenario.increment=2",
-        "memory.size=8", "memory.batch_size=4", "scenario.epochs_per_task=6", "trainer.checkpoint_every_n_steps=3",
-        "model.embed_dim=32", "trainer.progress_bar=false", *extra])
+    return load_config(rec.Config, ROOT / "configs/continual_slu/tiny.yaml", [*OVERRIDES(manifest), *extra])
 
 
 @pytest.mark.parametrize("method", ["finetune", "replay", "coconut", "joint"])
@@ -65,21 +75,22 @@ def test_two_task_run_end_to_end(tmp_path, manifest, method):
         assert m["last_acc"] > 0.75
 
 
-def test_resume_continues_at_same_task_and_step_with_same_buffer(tmp_path, manifest):
-    torch.set_num_threads(1)
-    cfg = _cfg(manifest, "method=coconut")
-    full = rec.train(cfg, tmp_path / "full")
-    with pytest.raises(rec._Stop):
-        rec.train(cfg, tmp_path / "cut", _stop_at=(1, 3))
-    ck = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
-    assert (ck["task"], ck["step"]) == (1, 3) and len(ck["buffer"]["ids"]) == 8
-    resumed = rec.train(cfg, tmp_path / "cut", resume=True)
-    assert resumed == pytest.approx(full)
-    a = torch.load(tmp_path / "full" / "last.ckpt", weights_only=True)
-    b = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
-    assert a["buffer"]["ids"] == b["buffer"]["ids"]
-    for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k])
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_step", [18, random.Random().randint(2, 30)])  # task 0 ends at step 18 of 36
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, manifest, kill_step):
+    """The real CLI, SIGKILLed mid-run (last.ckpt every step), then --resume: same weights, metrics, tasks."""
+    args = ["train", "continual_slu", "--config", str(ROOT / "configs/continual_slu/tiny.yaml"),
+            *OVERRIDES(manifest), "method=coconut", "trainer.checkpoint_every_n_steps=1"]
+    killed, full, step = kill_and_resume(args, tmp_path, kill_step)
+    assert 0 < step < 36, step
+    # bit for bit: every tensor equal (the safetensors header's metadata order is not stable across
+    # processes, so whole-file bytes can differ with equal tensors)
+    a, b = (load_file(d / "model" / "model.safetensors") for d in (killed, full))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((killed / "metrics.json").read_text()) == json.loads((full / "metrics.json").read_text())
+    for t in (0, 1):
+        name = f"tasks/task_{t}.json"
+        assert json.loads((killed / name).read_text()) == json.loads((full / name).read_text())
 
 
 def test_bad_settings_fail_before_training(tmp_path, manifest):
