@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from avsuite.audio.augment import spec_augment
 from avsuite.audio.frontend import AudioFrontend, FrontendConfig, frame_lengths
+from avsuite.audio.masks import lengths_to_mask
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,11 +78,6 @@ def sinusoids(n: int, d: int) -> Tensor:
     table[:, 0::2] = torch.sin(pos * inv)
     table[:, 1::2] = torch.cos(pos * inv[: d // 2])
     return table
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """``(B,)`` lengths -> ``(B, max_len)`` bool mask, True on valid positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class ConvSubsampler(nn.Module):

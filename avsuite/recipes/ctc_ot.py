@@ -9,12 +9,14 @@ Stages (``task.stage``):
   ``translation[task.target_lang]`` of each row (``st``). Eval: beam or greedy -> WER/CER/BLEU/chrF.
 
 Data: manifest rows ``{"id", "audio", "text", "translation": {lang: ...}, "split"}`` (optionally
-``offset``/``duration`` in seconds). Clips are decoded once and their fbank features cached in memory
-(the frontend has no parameters, so this equals running it in the model each step). Bad rows never
-reach the loss: empty or annotation-only transcripts, characters outside the vocabulary
-(``task.on_oov``), undecodable audio (the shared pipeline's ``unreadable``), audio too short for the 4x subsampling or for its CTC
-target, audio longer than ``data.max_seconds``: each is skipped and counted in ``metrics.json``
-(``skipped_<reason>``), or raises an error naming the row with ``data.strict: true``.
+``offset``/``duration`` in seconds) streamed by the one reader (:mod:`avsuite.recipes.ctc_ot_data`):
+length-bucketed batches sharded by rank, waveforms in, the fbank frontend (and SpecAugment while
+training, from the global RNG that ``last.ckpt`` holds) inside the model. Bad rows never reach the
+loss: empty or annotation-only transcripts, characters outside the vocabulary (``task.on_oov``),
+undecodable audio, audio too short for the 4x subsampling or its CTC target, rows longer than
+``data.max_seconds`` (a filter) or ``model.max_frames``: each is skipped and counted in
+``metrics.json`` (``skipped_<reason>``: distinct rows met during the run), or raises an error naming
+the row with ``data.strict: true``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from torch import Tensor
 
 from avsuite.audio.frontend import FrontendConfig, kaldi_fbank
 from avsuite.checkpoint import load_model_dir
-from avsuite.data.pipeline import DataConfig
+from avsuite.data.datamodule import AudioDataModule
+from avsuite.data.pipeline import Reader, check_sample_rate
+from avsuite.data.rows import ManifestRows
+from avsuite.data.sampling import ShuffledBatches
 from avsuite.eval.asr import decode
 from avsuite.eval.speech_metrics import all_metrics
 from avsuite.losses.ctc import ctc_ot_loss
@@ -40,10 +45,8 @@ from avsuite.models.speech import preset
 from avsuite.models.text_tokenizer import tokenizer_from, train_tokenizer
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
                                     resume_path, write_config, write_metrics)
-from avsuite.recipes.ctc_ot_data import BadRow, _BatchSampler, batches, collate, prepare, read_rows, row_targets
-
-
-
+from avsuite.recipes.ctc_ot_data import (BadRow, SpeechDataConfig, SpeechLoader, collate, duration_skips,
+                                         row_targets, split_rows)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +56,8 @@ class TaskConfig:
     tokenizer: Literal["char", "sentencepiece"] = "char"
     vocab_size: int = 300
     on_oov: Literal["unk", "skip", "error"] = "skip"
-    #: SpecAugment (2 frequency + 2 time masks) on the cached fbank during training
+    #: SpecAugment inside the speech model while training (2 frequency masks <= 10 mel bins, 2 time
+    #: masks <= 10 % of the frames), drawn from the global torch RNG
     spec_augment: bool = True
     #: average the weights of the last N validation points at the end of training (0 = off)
     average_last: int = 0
@@ -93,7 +97,7 @@ class DecodeConfig:
 @dataclass(frozen=True, kw_only=True)
 class Config:
     frontend: FrontendConfig = field(default_factory=lambda: kaldi_fbank(normalize="utterance"))
-    data: DataConfig = field(default_factory=lambda: DataConfig(max_seconds=20.0))
+    data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -102,18 +106,22 @@ class Config:
                                                                         gradient_clip_val=5.0))
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
+    def __post_init__(self) -> None:
+        check_sample_rate(self.data, self.frontend)
+
 
 # ----------------------------------------------------------------------------- training
-# data side (rows, targets, cached features, batches): avsuite.recipes.ctc_ot_data
 class CTCOTModule(L.LightningModule):
-    """Thin Lightning wrapper: one loss call per step, AdamW with warmup + cosine decay."""
+    """Thin Lightning wrapper: one loss call per step, AdamW (weight-decay groups) with warmup + cosine."""
 
     def __init__(self, model: torch.nn.Module, cfg: Config):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.snapshots: deque = deque(maxlen=max(cfg.task.average_last, 1))
+        self._epoch_start = 0
 
     def losses(self, batch: dict[str, Any], train: bool) -> dict[str, Tensor]:
+        """``batch`` from :func:`~avsuite.recipes.ctc_ot_data.collate` -> ``{"loss", ...}``."""
         c = self.cfg.loss
         if self.cfg.task.stage == "pretrain":
             o = self.model(batch["audio"], batch["lengths"], batch["src"], batch["src_len"])
@@ -133,22 +141,30 @@ class CTCOTModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], _: int) -> None:
         out = self.losses(batch, train=False)
-        self.log_dict({f"valid_{k}": v for k, v in out.items()}, batch_size=len(batch["ids"]))
+        self.log_dict({f"valid_{k}": v for k, v in out.items()}, batch_size=len(batch["ids"]), sync_dist=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = self.trainer.global_step
+
+    def on_train_epoch_end(self) -> None:
+        if self.trainer.global_step == self._epoch_start:
+            raise ValueError("a whole epoch gave no training batch: every training row was skipped "
+                             "(see the skip summary logged above)")
 
     def on_validation_end(self) -> None:
         if self.cfg.task.average_last > 0 and not self.trainer.sanity_checking:
             self.snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model.parameters(), self.cfg.optim, self.cfg.trainer.max_steps)
+        return adamw_with_schedule(self.model, self.cfg.optim, self.cfg.trainer.max_steps)
 
 
-def _tokenizers(cfg: Config, rows: list[dict[str, Any]], init: dict[str, Any] | None) -> tuple[Any, Any]:
+def _tokenizers(cfg: Config, rows: ManifestRows, include: list[int], init: dict[str, Any] | None) -> tuple[Any, Any]:
     """Source (CTC / text encoder) and target (decoder) tokenizers, trained on the training rows."""
     src_texts, tgt_texts = [], []
-    for r in rows:
+    for i in include:
         try:
-            s, t = row_targets(r, cfg.task.stage, cfg.task.target_lang)
+            s, t = row_targets(rows[i], cfg.task.stage, cfg.task.target_lang)
         except BadRow:
             continue
         src_texts.append(s)
@@ -197,6 +213,52 @@ def _model_state(model: torch.nn.Module) -> dict[str, Tensor]:
     return state
 
 
+def speech_loader(cfg: Config, src_tok: Any, tgt_tok: Any, *, check_ctc: bool = True) -> SpeechLoader:
+    """The Reader load function for ``cfg`` (``check_ctc=False`` when scoring keeps rows whose CTC
+    target would not fit their frames)."""
+    return SpeechLoader(stage=cfg.task.stage, lang=cfg.task.target_lang, on_oov=cfg.task.on_oov, src_tok=src_tok,
+                        tgt_tok=tgt_tok, frontend=cfg.frontend, max_frames=cfg.model.max_frames, check_ctc=check_ctc)
+
+
+def train_sampler(cfg: Config, include: list[int]) -> ShuffledBatches:
+    """Shuffled, length-bucketed global batches of the training rows ``include``."""
+    d = cfg.data
+    return ShuffledBatches(seed=d.seed, shuffle=d.shuffle, bucket_by_length=d.bucket_by_length, drop_last=d.drop_last,
+                           include=include)
+
+
+def train_reader(cfg: Config, rows: ManifestRows, include: list[int], loader: SpeechLoader, *, rank: int = 0,
+                 world_size: int = 1) -> Reader:
+    """The training stream of one rank (what :class:`AudioDataModule` builds inside the trainer)."""
+    return Reader(rows, cfg.data, train=True, collate=collate, load=loader, sampler=train_sampler(cfg, include),
+                  rank=rank, world_size=world_size)
+
+
+class _ValidModule(AudioDataModule):
+    """:class:`AudioDataModule` whose validation Reader is handed to Lightning behind a plain
+    iterable: Lightning takes any object with a ``sampler`` attribute for a torch DataLoader and
+    fails on the Reader's (``'Reader' object has no attribute 'batch_sampler'``)."""
+
+    def val_dataloader(self):
+        reader = super().val_dataloader()
+        return _Iterable(reader) if isinstance(reader, Reader) else reader
+
+
+class _Iterable:
+    def __init__(self, reader: Reader):
+        self.reader = reader
+
+    def __iter__(self):
+        return iter(self.reader)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+
+def _skip_metrics(prefix: str, counts: Counter) -> dict[str, float]:
+    return {f"{prefix}skipped_{k}": float(v) for k, v in sorted(counts.items())}
+
+
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     """Train one stage; writes ``config.yaml``, ``model/``, ``last.ckpt``, ``metrics.json`` under ``out``."""
     out = Path(out)
@@ -205,77 +267,71 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     L.seed_everything(cfg.trainer.seed, verbose=False)
     if cfg.task.stage == "pretrain" and cfg.model.init_from:
         raise ValueError("model.init_from is for fine-tuning stages (task.stage asr/st)")
+    if not cfg.data.manifest:
+        raise ValueError("data.manifest is required")
     init = None
     if cfg.model.init_from:
         state, mconf = load_model_dir(cfg.model.init_from)
         init = {"state": state, "config": mconf}
-    if not cfg.data.manifest:
-        raise ValueError("data.manifest is required")
-    rows = read_rows(cfg.data.manifest, "train")
-    src_tok, tgt_tok = _tokenizers(cfg, rows, init)
+    rows, train_idx = split_rows(cfg.data.manifest, "train")
+    src_tok, tgt_tok = _tokenizers(cfg, rows, train_idx, init)
     model, mcfg = _build(cfg, src_tok, tgt_tok, init)
-    frontend = model.speech.frontend
-    train_ex, skipped = prepare(rows, cfg, frontend, src_tok, tgt_tok)
-    if not train_ex:
-        raise ValueError(f"{cfg.data.manifest}: every training row was skipped ({dict(skipped)})")
-    valid_rows = read_rows(cfg.data.valid_manifest or cfg.data.manifest, "valid",
-                           own_file=cfg.data.valid_manifest is not None)
-    valid_ex, v_skipped = prepare(valid_rows, cfg, frontend, src_tok, tgt_tok)
+    vrows, valid_idx = split_rows(cfg.data.valid_manifest or cfg.data.manifest, "valid",
+                                  own_file=cfg.data.valid_manifest is not None)
+    loader, vloader = speech_loader(cfg, src_tok, tgt_tok), speech_loader(cfg, src_tok, tgt_tok)
+    dm = _ValidModule(cfg.data, collate, train=rows, valid=vrows.select(valid_idx),
+                         sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
     module = CTCOTModule(model, cfg)
-    trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_ex))
-    train_dl = torch.utils.data.DataLoader(train_ex, batch_sampler=_BatchSampler(train_ex, cfg.data.batch_size,
-                                                                                 cfg.data.seed), collate_fn=collate)
-    valid_dl = torch.utils.data.DataLoader(valid_ex, batch_sampler=batches(valid_ex, cfg.data.batch_size, shuffle=False),
-                                           collate_fn=collate) if valid_ex else None
-    trainer.fit(module, train_dl, valid_dl, ckpt_path=resume_path(out, resume))
+    trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_idx))
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(out, resume))
     model.cpu()
     if cfg.task.average_last > 1 and len(module.snapshots) > 1:
         model.load_state_dict(average_state_dicts(list(module.snapshots)))
     export_model(out, _model_state(model), mcfg)
     metrics = {f"{k}": float(v) for k, v in trainer.callback_metrics.items()}
-    metrics.update({f"skipped_{k}": float(v) for k, v in skipped.items()})
-    metrics.update({f"valid_skipped_{k}": float(v) for k, v in v_skipped.items()})
-    metrics.update({"n_train": float(len(train_ex)), "n_valid": float(len(valid_ex)), "steps": float(trainer.global_step)})
-    test_rows = read_rows(cfg.data.test_manifest or cfg.data.manifest, "test",
-                          own_file=cfg.data.test_manifest is not None)
-    if test_rows:
-        test = _score(model, cfg, test_rows)
+    metrics.update(_skip_metrics("", duration_skips(rows, train_idx, cfg.data) + loader.counts()))
+    metrics.update(_skip_metrics("valid_", duration_skips(vrows, valid_idx, cfg.data) + vloader.counts()))
+    metrics.update({"n_train": float(len(loader.used)), "n_valid": float(len(vloader.used)),
+                    "steps": float(trainer.global_step)})
+    trows, test_idx = split_rows(cfg.data.test_manifest or cfg.data.manifest, "test",
+                                 own_file=cfg.data.test_manifest is not None)
+    if test_idx:
+        test = _score(model, cfg, trows, test_idx)
         metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics.update({k: test[k] for k in ("wer", "cer", "bleu", "chrf")})
     write_metrics(out, metrics)
     return metrics
 
 
-def _loader(examples: list[dict[str, Any]], batch_size: int):
-    return [collate([examples[i] for i in b]) for b in batches(examples, batch_size, shuffle=False)]
-
-
-def _score(model: torch.nn.Module, cfg: Config, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Decode ``rows`` and compute WER/CER/BLEU/chrF against the stage's references (+ skip counts)."""
+def _score(model: torch.nn.Module, cfg: Config, rows: ManifestRows, include: list[int]) -> dict[str, float]:
+    """Decode rows ``include`` and compute WER/CER/BLEU/chrF against the stage's references, the
+    losses and skip counts; ``model.last_outputs`` = ``[(id, hyp, ref)]``."""
     tgt_tok = getattr(model, "target_tokenizer", model.tokenizer)
-    examples, skipped = prepare(rows, cfg, model.speech.frontend, model.tokenizer, tgt_tok, training=False)
-    if not examples:
-        raise ValueError(f"no usable evaluation rows ({dict(skipped)})")
-    d = cfg.decode
-    _, hyps, refs = decode(model, _loader(examples, cfg.data.batch_size), method=d.method, beam=d.beam,
-                           max_len=d.max_len, len_penalty=d.len_penalty)
-    metrics = all_metrics(hyps, refs)
-    module = CTCOTModule(model, cfg)
-    with torch.no_grad():
-        sums: Counter = Counter()
-        loader = _loader(examples, cfg.data.batch_size)
-        for batch in loader:
+    loader = speech_loader(cfg, model.tokenizer, tgt_tok, check_ctc=False)
+    sampler = ShuffledBatches(shuffle=False, bucket_by_length=cfg.data.bucket_by_length, include=include)
+    reader = Reader(rows, cfg.data, train=False, collate=collate, load=loader, sampler=sampler)
+    module, d = CTCOTModule(model, cfg), cfg.decode
+    outputs, sums = [], Counter()
+    for batch in reader:
+        ids, hyps, refs = decode(model, [batch], method=d.method, beam=d.beam, max_len=d.max_len,
+                                 len_penalty=d.len_penalty)
+        outputs += zip(ids, hyps, refs)
+        with torch.no_grad():
             for k, v in module.losses(batch, train=False).items():
                 sums[k] += float(v) * len(batch["ids"])
-    metrics.update({k: v / len(examples) for k, v in sums.items()})
-    metrics.update({f"skipped_{k}": float(v) for k, v in skipped.items()})
-    metrics["n_eval"] = float(len(examples))
-    model.last_outputs = list(zip(hyps, refs))
+    skipped = duration_skips(rows, include, cfg.data) + loader.counts()
+    if not outputs:
+        raise ValueError(f"no usable evaluation rows ({dict(skipped)})")
+    metrics = all_metrics([h for _, h, _ in outputs], [r for _, _, r in outputs])
+    metrics.update({k: v / len(outputs) for k, v in sums.items()})
+    metrics.update(_skip_metrics("", skipped))
+    metrics["n_eval"] = float(len(outputs))
+    model.last_outputs = outputs
     return metrics
 
 
 def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
-    """Decode a manifest (its ``test`` rows when it has splits) with a ``ctc_ot`` model dir -> ``metrics.json``."""
+    """Decode a manifest (its ``test`` rows when it has any) with a ``ctc_ot`` model dir -> ``metrics.json``."""
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
@@ -287,14 +343,12 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
                  task=TaskConfig(stage=stage, target_lang=mconf.get("target_lang") or "fr", on_oov="unk"),
                  model=ModelConfig(max_frames=mconf["arch"]["max_frames"]),
                  decode=DecodeConfig(**mconf.get("decode", {})))
-    rows = read_rows(data)
-    if any(r.get("split") == "test" for r in rows):
-        rows = [r for r in rows if r.get("split") == "test"]
-    metrics = _score(model, cfg, rows)
+    rows, test_idx = split_rows(data, "test")
+    metrics = _score(model, cfg, rows, test_idx or list(range(len(rows))))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "hypotheses.jsonl").open("w", encoding="utf-8") as fh:
-        for hyp, ref in model.last_outputs:
-            fh.write(json.dumps({"hyp": hyp, "ref": ref}, ensure_ascii=False) + "\n")
+        for rid, hyp, ref in model.last_outputs:
+            fh.write(json.dumps({"id": rid, "hyp": hyp, "ref": ref}, ensure_ascii=False) + "\n")
     write_metrics(out, metrics)
     return metrics

@@ -1,50 +1,77 @@
-"""Data side of the ``ctc_ot`` recipe: rows -> targets, decoding once, cached features, batches.
+"""Data side of the ``ctc_ot`` recipe on the one reader (:mod:`avsuite.data.pipeline`).
 
-Bad rows never reach the loss: each is skipped and counted by reason (or raises naming the row in
-strict mode); see :mod:`avsuite.recipes.ctc_ot` for the reasons.
+    rows (ManifestRows, split -> row indices) --Reader(sampler=ShuffledBatches(bucketed), load=SpeechLoader,
+    collate=collate)--> {"audio" (B, T), "lengths", "src", "src_len", "tgt", "tgt_len", "ids", "refs"}
+
+:class:`SpeechLoader` is the Reader's load function: it decodes one row (a segment when the row
+has an ``offset``, as MuST-C), checks it and tokenises it. Bad rows never reach the loss: each is
+skipped and counted by reason in the reader's stats and in the loader's per-run tally
+(``skipped_<reason>`` in ``metrics.json``), or raises naming the row with ``data.strict``.
+Features are not computed here: the model runs its frontend on ``audio``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
+import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
-from torch import Tensor
 
-from avsuite.audio.frontend import AudioFrontend
+from avsuite.audio.frontend import FrontendConfig
+from avsuite.audio.io import AudioDecodeError, load_audio
 from avsuite.data.batches import pad_right
-from avsuite.data.pipeline import DataConfig, build_pipeline
+from avsuite.data.pipeline import DataConfig, ItemContext, SkipCounter, SkipRow
+from avsuite.data.rows import ManifestRows
 from avsuite.losses.ctc import ctc_min_frames
 from avsuite.models.speech import output_lengths
 from avsuite.models.text_tokenizer import normalize_transcript, normalize_translation
 
-if TYPE_CHECKING:
-    from avsuite.recipes.ctc_ot import Config
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechDataConfig(DataConfig):
+    """The ``data`` section of ``ctc_ot``. ``max_seconds`` FILTERS (longer rows are skipped and
+    counted ``too_long``; default 20 s); ``crop_seconds`` must stay null: a crop would cut audio
+    away from its transcript. Length-bucketed batches by default (less padding)."""
+    max_seconds: float | None = 20.0
+    bucket_by_length: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.crop_seconds is not None:
+            raise ValueError("data.crop_seconds must be null for ctc_ot: a crop would cut the audio away from its "
+                             "transcript; use data.max_seconds to skip long rows")
 
 
-class BadRow(ValueError):
+class BadRow(SkipRow):
     """A manifest row that cannot be used; ``reason`` is the skip counter's key, the message names the row."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
-
-def read_rows(path: str | Path, split: str | None = None, *, own_file: bool = True) -> list[dict[str, Any]]:
-    """Rows of a manifest; with ``split``, only that split when rows carry one. A manifest without
-    splits gives all its rows when it is the split's ``own_file``, none otherwise."""
-    from avsuite.data.manifest import read_manifest
-
-    rows = read_manifest(path)
+def split_rows(path: str | Path, split: str | None, *, own_file: bool = True) -> tuple[ManifestRows, list[int]]:
+    """The manifest's rows and the indices of ``split`` (all rows when ``split`` is None). A manifest
+    without splits gives all its rows when it is the split's ``own_file``, none otherwise."""
+    rows = ManifestRows.from_path(path)
+    splits = [rows[i].get("split") for i in range(len(rows))]
     if split is None:
-        return rows
-    if any("split" in r for r in rows):
-        return [r for r in rows if r.get("split") == split]
-    return rows if own_file else []
+        return rows, list(range(len(rows)))
+    if any(s is not None for s in splits):
+        return rows, [i for i, s in enumerate(splits) if s == split]
+    return rows, list(range(len(rows))) if own_file else []
+
+
+def duration_skips(rows: ManifestRows, include: list[int], data: DataConfig) -> Counter:
+    """Rows of ``include`` the reader's duration filter skips (manifest durations), by reason."""
+    d = rows.durations[np.asarray(include, dtype=np.int64)] if include else np.zeros(0)
+    out: Counter = Counter()
+    if data.min_seconds:
+        out["too_short"] = int((d < data.min_seconds).sum())
+    if data.max_seconds is not None:
+        out["too_long"] = int((d > data.max_seconds).sum())
+    return +out
 
 
 def row_targets(row: dict[str, Any], stage: str, lang: str) -> tuple[str, str]:
@@ -61,100 +88,110 @@ def row_targets(row: dict[str, Any], stage: str, lang: str) -> tuple[str, str]:
     return src, src
 
 
-def decode_rows(rows: list[dict[str, Any]], data: DataConfig) -> tuple[dict[str, Tensor], Counter]:
-    """Decode every row's audio once with the shared pipeline (no cropping) -> ``{id: (T,) wave}``."""
-    dcfg = dataclasses.replace(data, max_seconds=None, min_seconds=0.0, shuffle_window=0, bucket_by_length=False,
-                               drop_last=False)
-    pipe = build_pipeline(rows, dcfg, collate=lambda examples: examples, train=False)
-    waves = {}
-    for batch in pipe:
-        for ex in batch:
-            wave, row = ex["wave"], ex["row"]
-            if "offset" in row:   # a segment of a longer recording (MuST-C)
-                start = int(float(row["offset"]) * data.sample_rate)
-                wave = wave[start: start + int(float(row.get("duration", 0)) * data.sample_rate) or None]
-            waves[ex["id"]] = wave
-    return waves, Counter(pipe.stats.counts)
+class SpeechLoader:
+    """Reader load function ``(ctx, row index, gen) -> {"id", "wave" (T,), "src", "tgt", "ref"} | None``.
 
+    Checks, in order: transcript / translation (:func:`row_targets`), out-of-vocabulary characters
+    (``on_oov``: ``unk`` keeps, ``skip`` skips, ``error`` raises), decoding, encoder frames from the
+    sample count (:func:`avsuite.models.speech.output_lengths`): none (``too_short``), fewer than
+    the CTC target needs (``too_short``, pre-training with ``check_ctc``), more than ``max_frames``
+    (``too_long``). ``skipped`` / ``used`` tally distinct rows over the run.
+    """
 
-def prepare(rows: list[dict[str, Any]], cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
-            *, training: bool = True) -> tuple[list[dict[str, Any]], Counter]:
-    """Decode, featurise, tokenise and filter rows -> examples + ``Counter`` of skip reasons.
+    def __init__(self, *, stage: str, lang: str, on_oov: str, src_tok: Any, tgt_tok: Any, frontend: FrontendConfig,
+                 max_frames: int, check_ctc: bool = True):
+        self.stage, self.lang, self.on_oov = stage, lang, on_oov
+        self.src_tok, self.tgt_tok, self.frontend = src_tok, tgt_tok, frontend
+        self.max_frames, self.check_ctc = max_frames, check_ctc
+        self.skipped: dict[int, str] = {}
+        self.used: set[int] = set()
+        self._lock = threading.Lock()
 
-    ``training=False`` (scoring) keeps rows whose CTC target would not fit their frames."""
-    waves, skipped = decode_rows(rows, cfg.data)
-    examples = []
-    for row in rows:
-        if row["id"] not in waves:
-            continue              # unreadable audio: counted by the pipeline
+    def __call__(self, ctx: ItemContext, item: Any, gen: torch.Generator) -> dict[str, Any] | None:
+        i = int(item)
+        row = ctx.row(i)
         try:
-            examples.append(_example(row, waves[row["id"]], cfg, frontend, src_tok, tgt_tok, training))
+            src, tgt = row_targets(row, self.stage, self.lang)
+            self._check_oov(row, src, tgt)
+            wave = self._wave(ctx, i, row, gen)
+            src_ids, tgt_ids = self.src_tok.encode(src), self.tgt_tok.encode(tgt)
+            self._check_frames(row, wave, src_ids)
         except BadRow as exc:
-            if cfg.data.strict:
+            self._note(i, exc.reason)
+            ctx.skip(exc.reason, str(exc))
+            return None
+        with self._lock:
+            self.used.add(i)
+        return {"id": row["id"], "wave": wave, "src": src_ids, "tgt": tgt_ids, "ref": tgt}
+
+    def _note(self, i: int, reason: str) -> None:
+        with self._lock:
+            self.skipped[i] = reason
+
+    def counts(self) -> Counter:
+        """Distinct rows skipped so far, by reason."""
+        with self._lock:
+            return Counter(self.skipped.values())
+
+    def _check_oov(self, row: dict[str, Any], src: str, tgt: str) -> None:
+        for tok, text in ((self.src_tok, src), (self.tgt_tok, tgt)):
+            if tok.count_oov(text) and self.on_oov != "unk":
+                msg = f"row {row['id']!r}: characters outside the vocabulary in {text!r} (task.on_oov={self.on_oov})"
+                if self.on_oov == "error":
+                    raise ValueError(msg)
+                raise BadRow("oov", msg)
+
+    def _wave(self, ctx: ItemContext, i: int, row: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+        """The row's ``(T,)`` audio: the shared decode, or the ``offset``/``duration`` segment."""
+        if "offset" in row:
+            return self._segment(ctx, row)
+        local = dataclasses.replace(ctx, stats=SkipCounter())     # learn why a decode failed
+        wave = local.decode(i, gen)
+        if wave is None:
+            reason = next(iter(local.stats.counts), "unreadable")
+            raise BadRow(reason, local.stats.examples[0] if local.stats.examples else f"row {row['id']!r}")
+        return wave
+
+    def _segment(self, ctx: ItemContext, row: dict[str, Any]) -> torch.Tensor:
+        """A segment of a longer recording (MuST-C): decoded whole (memory-mapped with ``cache_dir``), then cut."""
+        sr = ctx.cfg.sample_rate
+        try:
+            wave = ctx.cache.load(row["audio"]) if ctx.cache is not None else load_audio(row["audio"], sr)[0]
+        except AudioDecodeError as exc:
+            if ctx.cfg.strict:
                 raise
-            skipped[exc.reason] += 1
-    return examples, skipped
+            raise BadRow("unreadable", f"{row['id']}: {exc.reason}") from None
+        start, n = int(float(row["offset"]) * sr), int(float(row.get("duration") or 0) * sr)
+        return wave[start: start + n if n else None].contiguous()
+
+    def _check_frames(self, row: dict[str, Any], wave: torch.Tensor, src_ids: list[int]) -> None:
+        frames = int(output_lengths(torch.tensor([wave.numel()]), self.frontend)[0])
+        seconds = wave.numel() / (self.frontend.input_sample_rate or self.frontend.sample_rate)
+        if frames < 1:
+            raise BadRow("too_short", f"row {row['id']!r}: {seconds:.3f} s gives no encoder frame")
+        if self.check_ctc and self.stage == "pretrain":
+            need = int(ctc_min_frames(torch.tensor([src_ids]), torch.tensor([len(src_ids)]))[0])
+            if need > frames:
+                raise BadRow("too_short", f"row {row['id']!r}: {frames} encoder frames cannot fit "
+                                          f"{len(src_ids)} CTC labels")
+        if frames > self.max_frames:
+            raise BadRow("too_long", f"row {row['id']!r}: {frames} encoder frames > model.max_frames={self.max_frames}")
 
 
-def _example(row: dict[str, Any], wave: Tensor, cfg: Config, frontend: AudioFrontend, src_tok: Any, tgt_tok: Any,
-             training: bool) -> dict:
-    src, tgt = row_targets(row, cfg.task.stage, cfg.task.target_lang)
-    for tok, text in ((src_tok, src), (tgt_tok, tgt)):
-        if tok.count_oov(text) and cfg.task.on_oov != "unk":
-            err = BadRow("oov", f"row {row['id']!r}: characters outside the vocabulary in {text!r} "
-                                f"(task.on_oov={cfg.task.on_oov})")
-            if cfg.task.on_oov == "error":
-                raise ValueError(str(err))
-            raise err
-    seconds = wave.numel() / cfg.data.sample_rate
-    if cfg.data.max_seconds is not None and seconds > cfg.data.max_seconds:
-        raise BadRow("too_long", f"row {row['id']!r}: {seconds:.1f} s > data.max_seconds={cfg.data.max_seconds}")
-    if seconds < cfg.data.min_seconds or wave.numel() < frontend.frame_length:
-        raise BadRow("too_short", f"row {row['id']!r}: {seconds:.3f} s is too short")
-    src_ids, tgt_ids = src_tok.encode(src), tgt_tok.encode(tgt)
-    enc_frames = output_lengths(torch.tensor([wave.numel()]), cfg.frontend)
-    if training and cfg.task.stage == "pretrain" and int(ctc_min_frames(torch.tensor([src_ids]), torch.tensor([len(src_ids)]))) \
-            > int(enc_frames):
-        raise BadRow("too_short", f"row {row['id']!r}: {int(enc_frames)} encoder frames cannot fit "
-                                  f"{len(src_ids)} CTC labels")
-    if int(enc_frames) > cfg.model.max_frames:
-        raise BadRow("too_long", f"row {row['id']!r}: {int(enc_frames)} frames > model.max_frames")
-    return {"id": row["id"], "wave": wave, "src": src_ids, "tgt": tgt_ids, "ref": tgt}
+def _pad_ids(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> ``(B, S)`` 0-padded (S >= 1) and lengths ``(B,)``."""
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    toks = torch.zeros(len(seqs), max(int(lens.max()), 1), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        toks[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return toks, lens
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Examples -> ``feats (B, M, F)``, ``n_frames (B,)``, ``src``/``tgt`` ``(B, S)`` 0-padded + lengths."""
+    """Examples -> ``audio (B, T)`` 0-padded waves, ``lengths (B,)`` samples, ``src``/``tgt`` ``(B, S)``
+    0-padded ids + ``src_len``/``tgt_len`` ``(B,)``, ``ids`` and ``refs`` (target texts)."""
     audio, lengths = pad_right([e["wave"] for e in examples])
-    out = {"audio": audio, "lengths": lengths, "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}
-    for key in ("src", "tgt"):
-        lens = torch.tensor([len(e[key]) for e in examples])
-        toks = torch.zeros(len(examples), max(int(lens.max()), 1), dtype=torch.long)
-        for i, e in enumerate(examples):
-            toks[i, : len(e[key])] = torch.tensor(e[key], dtype=torch.long)
-        out[key], out[key + "_len"] = toks, lens
-    return out
-
-
-def batches(examples: list[dict[str, Any]], batch_size: int, *, shuffle: bool, seed: int = 0) -> list[list[int]]:
-    """Length-sorted batches (less padding); shuffled batch order when ``shuffle``."""
-    order = sorted(range(len(examples)), key=lambda i: examples[i]["wave"].numel())
-    if shuffle:   # jitter within neighbourhoods so batches differ between epochs
-        rng = random.Random(seed)
-        order = sorted(order, key=lambda i: examples[i]["wave"].numel() * (1 + 0.2 * rng.random()))
-    out = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-    if shuffle:
-        random.Random(seed + 1).shuffle(out)
-    return out
-
-
-class _BatchSampler(torch.utils.data.Sampler):
-    def __init__(self, examples: list[dict[str, Any]], batch_size: int, seed: int):
-        self.examples, self.batch_size, self.seed, self.epoch = examples, batch_size, seed, 0
-
-    def __iter__(self):
-        self.epoch += 1
-        return iter(batches(self.examples, self.batch_size, shuffle=True, seed=self.seed + self.epoch))
-
-    def __len__(self) -> int:
-        return (len(self.examples) + self.batch_size - 1) // self.batch_size
-
+    src, src_len = _pad_ids([e["src"] for e in examples])
+    tgt, tgt_len = _pad_ids([e["tgt"] for e in examples])
+    return {"audio": audio, "lengths": lengths, "src": src, "src_len": src_len, "tgt": tgt, "tgt_len": tgt_len,
+            "ids": [e["id"] for e in examples], "refs": [e["ref"] for e in examples]}

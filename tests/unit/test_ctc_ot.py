@@ -79,3 +79,93 @@ def test_empty_targets_and_inputs_raise_clear_errors():
         ctc_loss(lp, torch.tensor([5]), torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
     with pytest.raises(ValueError, match="at least one frame"):
         ctc_loss(lp, torch.tensor([0]), torch.ones(1, 1, dtype=torch.long), torch.tensor([1]))
+
+
+# ----------------------------------------------------------------------------- the recipe's data side
+def _reader_ctx(rows, strict=False, **data):
+    from avsuite.data.pipeline import ItemContext, SkipCounter
+    from avsuite.recipes.ctc_ot_data import SpeechDataConfig
+
+    return ItemContext(rows, SpeechDataConfig(strict=strict, **data), train=True, epoch=0, stats=SkipCounter())
+
+
+@pytest.fixture()
+def speech_rows(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from avsuite.data.rows import ManifestRows
+
+    rng = np.random.default_rng(0)
+    long = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    sf.write(tmp_path / "talk.wav", long, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "tiny.wav", long[:300], 16000)
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    rows = [{"id": "seg", "audio": "talk.wav", "offset": 1.25, "duration": 0.5, "text": "ab"},
+            {"id": "whole", "audio": "talk.wav", "text": "ab ba"},
+            {"id": "empty", "audio": "talk.wav", "text": "[noise]"},
+            {"id": "oov", "audio": "talk.wav", "text": "abz"},
+            {"id": "tiny", "audio": "tiny.wav", "text": "a"},
+            {"id": "bad", "audio": "bad.wav", "text": "a"},
+            {"id": "dense", "audio": "talk.wav", "offset": 0.0, "duration": 0.1, "text": "abababab"}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    return ManifestRows.from_path(path), long
+
+
+def _loader(**kw):
+    from avsuite.audio.frontend import kaldi_fbank
+    from avsuite.models.text_tokenizer import CharTokenizer
+    from avsuite.recipes.ctc_ot_data import SpeechLoader
+
+    tok = CharTokenizer.train(["ab ba"])
+    args = dict(stage="pretrain", lang="fr", on_oov="skip", src_tok=tok, tgt_tok=tok,
+                frontend=kaldi_fbank(normalize="utterance"), max_frames=1500)
+    return SpeechLoader(**{**args, **kw})
+
+
+def test_loader_cuts_offset_segments_and_skips_bad_rows_by_reason(speech_rows):
+    rows, long = speech_rows
+    loader, ctx, gen = _loader(), _reader_ctx(rows), torch.Generator()
+    seg = loader(ctx, 0, gen)
+    assert torch.equal(seg["wave"], torch.from_numpy(long[20000:28000]))      # 1.25 s + 0.5 s at 16 kHz
+    assert loader(ctx, 1, gen)["wave"].numel() == long.size and seg["src"] == loader.src_tok.encode("ab")
+    assert [loader(ctx, i, gen) for i in range(2, 7)] == [None] * 5
+    assert loader.counts() == {"empty_text": 1, "oov": 1, "too_short": 2, "unreadable": 1}
+    assert ctx.stats.counts == loader.counts() and loader.used == {0, 1}
+    # the CTC-fit check is for training only; too many frames for the model is too_long
+    assert _loader(check_ctc=False)(ctx, 6, gen) is not None
+    small = _loader(max_frames=10)
+    assert small(ctx, 1, gen) is None and small.counts() == {"too_long": 1}
+
+
+def test_loader_strict_and_on_oov_error_name_the_row(speech_rows):
+    from avsuite.audio.io import AudioDecodeError
+    from avsuite.data.pipeline import SkipRow
+
+    rows, _ = speech_rows
+    ctx, gen = _reader_ctx(rows, strict=True), torch.Generator()
+    with pytest.raises(SkipRow, match="row 'empty': empty transcript"):
+        _loader()(ctx, 2, gen)
+    with pytest.raises(SkipRow, match="row 'tiny'"):
+        _loader()(ctx, 4, gen)
+    with pytest.raises(AudioDecodeError, match="bad.wav"):
+        _loader()(ctx, 5, gen)
+    with pytest.raises(ValueError, match="row 'oov': characters outside the vocabulary"):
+        _loader(on_oov="error")(_reader_ctx(rows), 3, gen)
+    assert _loader(on_oov="unk")(_reader_ctx(rows), 3, gen) is not None
+
+
+def test_max_seconds_filters_and_crop_is_refused(speech_rows):
+    from avsuite.data.pipeline import Reader
+    from avsuite.recipes.ctc_ot_data import SpeechDataConfig, collate
+
+    rows, long = speech_rows
+    with pytest.raises(ValueError, match="crop_seconds must be null"):
+        SpeechDataConfig(crop_seconds=2.0)
+    cfg = SpeechDataConfig(max_seconds=2.0, batch_size=8, shuffle=False, num_parallel_calls=1)
+    batches = list(Reader(rows, cfg, train=True, collate=collate, load=_loader()))
+    (batch,) = batches
+    assert batch["ids"] == ["seg"]                       # "whole" (3 s) is skipped, never cropped to 2 s
+    assert batch["audio"].shape == (1, 8000) and batch["lengths"].tolist() == [8000]
+    assert batch["src"].tolist() == [_loader().src_tok.encode("ab")] and batch["src_len"].tolist() == [2]
