@@ -194,8 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from avsuite.recipes import RecipeUnavailable
 
+    from avsuite.errors import TrainingInterrupted
+
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"avsuite: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (RecipeUnavailable, ModuleNotFoundError) as exc:
         if isinstance(exc, ModuleNotFoundError) and not (exc.name or "").startswith("avsuite"):
             raise

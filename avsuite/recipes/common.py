@@ -7,10 +7,14 @@ its checkpoints atomic and safe to load, and writes the run outputs every recipe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import random
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -24,17 +28,22 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from avsuite.checkpoint import atomic_path, atomic_write_text, load_ckpt, save_model_dir
 from avsuite.config import dump_config
+from avsuite.errors import NonFiniteLoss, TrainingInterrupted
+
+
+Precision = Literal["32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainerConfig:
+    #: total optimizer steps (-1: until max_epochs)
     max_steps: int = 100
     max_epochs: int | None = None
-    accelerator: str = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = 1
+    #: "auto", "ddp", "ddp_spawn", "fsdp", ... (Lightning strategy names)
     strategy: str = "auto"
-    #: "32-true", "bf16-mixed", "16-mixed", ...
-    precision: str = "32-true"
+    precision: Precision = "32-true"
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     log_every_n_steps: int = 10
@@ -45,6 +54,20 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False
     progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < -1 or self.max_steps == 0:
+            raise ValueError(f"max_steps must be >= 1 (or -1: no limit), got {self.max_steps}")
+        if self.max_epochs is not None and self.max_epochs < 1 and self.max_epochs != -1:
+            raise ValueError(f"max_epochs must be >= 1, -1 or null, got {self.max_epochs}")
+        for key in ("devices", "accumulate_grad_batches", "log_every_n_steps", "checkpoint_every_n_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("val_every_n_steps", "limit_val_batches"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1 or null, got {getattr(self, key)}")
+        if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
+            raise ValueError(f"gradient_clip_val must be > 0 or null, got {self.gradient_clip_val}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +80,16 @@ class OptimConfig:
     scheduler: Literal["cosine", "constant", "linear"] = "cosine"
     #: final lr as a fraction of ``lr`` (cosine/linear)
     min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lr <= 10:
+            raise ValueError(f"lr must be in (0, 10], got {self.lr}")
+        if self.weight_decay < 0 or self.eps <= 0 or self.warmup_steps < 0:
+            raise ValueError("weight_decay and warmup_steps must be >= 0 and eps > 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), got {list(self.betas)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -102,15 +135,83 @@ class RngState(Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class GracefulStop(Callback):
+    """On SIGTERM / SIGINT: finish the current step, write a resumable ``last.ckpt``, raise
+    :class:`TrainingInterrupted` (the CLI exits 143 / 130). Ranks agree on the stop step."""
+
+    def __init__(self, out: Path):
+        self.out, self.signum = Path(out), 0
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum:                      # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"avsuite: {signal.Signals(signum).name} received, stopping after this step "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:              # not the main thread (e.g. a notebook worker)
+                pass
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        stop = bool(self.signum)
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        ckpt = self.out / "last.ckpt"
+        trainer.save_checkpoint(ckpt)
+        raise TrainingInterrupted(self.signum or signal.SIGTERM, trainer.global_step, ckpt)
+
+
+class FiniteGuard(Callback):
+    """Stop on a non-finite training loss BEFORE the step's checkpoint is written."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
+            raise NonFiniteLoss(
+                f"training loss is {float(loss)} at step {trainer.global_step}; stopped without exporting the "
+                f"model (last good checkpoint: {Path(trainer.default_root_dir) / 'last.ckpt'}, if any). "
+                "Lower optim.lr, set trainer.gradient_clip_val, or check the data for extreme values")
+
+
+def remove_stale_temps(out: Path) -> int:
+    """Delete temp files left by a killed atomic write (``.<name>.*.tmp``); -> how many."""
+    n = 0
+    for tmp in Path(out).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            n += 1
+    if n:
+        logging.getLogger(__name__).info("removed %d stale temp file(s) in %s", n, out)
+    return n
+
+
 def build_trainer(cfg: TrainerConfig, out: Path, *, callbacks: Iterable[Callback] = (),
                   enable_validation: bool = True, **extra: Any) -> L.Trainer:
     """A Trainer that keeps ``out/last.ckpt`` current (with the RNG states) and logs CSV and
     TensorBoard metrics under ``out/logs``; ``extra`` goes to ``L.Trainer`` as is."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
     ckpt = ModelCheckpoint(dirpath=out, filename="last", save_top_k=0, save_last=True,
                            every_n_train_steps=cfg.checkpoint_every_n_steps, save_on_train_epoch_end=True)
     ckpt.CHECKPOINT_NAME_LAST = "last"
-    cbs: list[Callback] = [RngState(), ckpt, *callbacks]
+    # order matters: the guards run before ModelCheckpoint at each step end
+    cbs: list[Callback] = [RngState(), FiniteGuard(), GracefulStop(out), ckpt, *callbacks]
     if cfg.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     return L.Trainer(
@@ -203,7 +304,11 @@ def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
 
 
 def export_model(out: Path, state_dict: dict[str, torch.Tensor], model_config: dict[str, Any]) -> Path:
-    """Write the loadable model dir ``out/model`` (weights + config with ``kind``)."""
+    """Write the loadable model dir ``out/model`` (weights + config with ``kind``); refuses
+    non-finite weights (a model dir never holds NaN/inf)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteLoss(f"not exporting {out}/model: non-finite weights in {len(bad)} tensor(s), e.g. {bad[:3]}")
     return save_model_dir(Path(out) / "model", state_dict, model_config)
 
 
