@@ -39,6 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())          # mkstemp makes 0600; honour the umask
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -46,6 +47,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,7 +90,12 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"model dir not found: {directory}")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} is not a model dir: {CONFIG} is missing")
-    config = yaml.safe_load(cfg_path.read_text()) or {}
+    from avsuite.config import ConfigError, safe_yaml
+
+    try:
+        config = safe_yaml(cfg_path.read_text()) or {}
+    except (ConfigError, yaml.YAMLError, RecursionError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: unreadable config ({str(exc)[:200]})") from None
     if not isinstance(config, dict) or "kind" not in config:
         raise CheckpointError(f"{cfg_path}: no 'kind' key; not an avsuite model dir")
     return config

@@ -122,6 +122,8 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
         raise AudioDecodeError(path, "file not found")
     if path.is_dir():
         raise AudioDecodeError(path, "is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioDecodeError(path, "not a regular file (a pipe, device or socket)")
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
     data = native_sr = None

@@ -14,6 +14,7 @@ Validation errors name the line: ``train.jsonl:12: 'duration' must be a number >
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -39,13 +40,13 @@ def validate_row(row: Any) -> list[str]:
     if not isinstance(row, dict):
         return [f"row must be a JSON object, got {type(row).__name__}"]
     errors = [f"missing required field {k!r}" for k in REQUIRED if k not in row]
+    errors += [f"{k!r} must be a non-empty string, got {row[k]!r}" for k in REQUIRED
+               if k in row and (not isinstance(row[k], str) or not row[k].strip())]
     for key in _STR_FIELDS:
-        if key in row and row[key] is not None and not isinstance(row[key], str):
+        if key in row and key not in REQUIRED and row[key] is not None and not isinstance(row[key], str):
             errors.append(f"{key!r} must be a string, got {row[key]!r}")
-    if "id" in row and isinstance(row["id"], str) and not row["id"]:
-        errors.append("'id' is empty")
     if "duration" in row and (isinstance(row["duration"], bool) or not isinstance(row["duration"], (int, float))
-                              or row["duration"] < 0):
+                              or not math.isfinite(row["duration"]) or row["duration"] < 0):
         errors.append(f"'duration' must be a number >= 0, got {row['duration']!r}")
     if "sr" in row and (isinstance(row["sr"], bool) or not isinstance(row["sr"], int) or row["sr"] <= 0):
         errors.append(f"'sr' must be a positive integer, got {row['sr']!r}")
@@ -72,8 +73,8 @@ def read_manifest(path: str | Path, *, resolve: bool = True) -> list[dict[str, A
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append((lineno, f"invalid JSON ({exc.msg})"))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                errors.append((lineno, f"invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})"))
                 continue
             problems = validate_row(row)
             if not problems and row["id"] in seen:

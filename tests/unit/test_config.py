@@ -62,3 +62,23 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(Cfg, bad)
+
+
+def test_yaml_aliases_duplicate_keys_and_non_finite_numbers_are_refused(tmp_path):
+    from avsuite.config import ConfigError, load_config
+    from avsuite.recipes.common import OptimConfig, TrainerConfig
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n')
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(OptimConfig, bomb)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("lr: 0.1\nweight_decay: 0.0\nlr: 0.2\n")
+    with pytest.raises(ConfigError, match="line 3: duplicate key 'lr' \\(first on line 1\\)"):
+        load_config(OptimConfig, dup)
+    with pytest.raises(ConfigError, match="lr: must be a finite number"):
+        load_config(OptimConfig, None, ["lr=.inf"])
+    for override, msg in (["max_steps=-5", "max_steps must be >= 1"], ["devices=0", "devices must be >= 1"],
+                          ["accelerator=tpu", "accelerator: 'tpu' is not one of"]):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(TrainerConfig, None, [override])

@@ -41,3 +41,18 @@ def test_validate_row_and_write_refuses_bad_rows(tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
     with pytest.raises(ManifestError, match="not found"):
         read_manifest(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("row, msg", [
+    ({"id": None, "audio": "a.wav"}, "'id' must be a non-empty string"),
+    ({"id": "x", "audio": ""}, "'audio' must be a non-empty string"),
+    ({"id": "x", "audio": "a.wav", "duration": float("nan")}, "'duration' must be a number"),
+])
+def test_hostile_rows_are_refused(tmp_path, row, msg):
+    import json as _json
+
+    p = tmp_path / "m.jsonl"
+    p.write_text(_json.dumps(row) + "\n" + "[" * 100_000 + "\n")
+    with pytest.raises(ManifestError, match=msg) as info:
+        read_manifest(p)
+    assert "m.jsonl:2: invalid JSON" in str(info.value)              # deep nesting: no RecursionError
