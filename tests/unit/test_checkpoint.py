@@ -62,3 +62,30 @@ def test_ckpt_loading_never_unpickles_code(tmp_path):
         load_ckpt(path)
     torch.save({"state_dict": {"w": torch.ones(1)}, "epoch": 3}, tmp_path / "ok.ckpt")
     assert load_ckpt(tmp_path / "ok.ckpt")["epoch"] == 3
+
+
+def _toy_loader(state, config):
+    m = torch.nn.Linear(config["d"], 1)
+    m.load_state_dict(state)
+    return m
+
+
+def test_model_dir_errors_are_one_clear_checkpoint_error(tmp_path, monkeypatch):
+    from avsuite.checkpoint import CheckpointError, save_model_dir
+    from avsuite.models import registry
+
+    monkeypatch.setitem(registry.LOADERS, "toy", "tests.unit.test_checkpoint:_toy_loader")
+    state = torch.nn.Linear(3, 1).state_dict()
+    good = save_model_dir(tmp_path / "good", state, {"kind": "toy", "d": 3})
+    assert isinstance(registry.load_model(good, kind="toy"), torch.nn.Linear)
+    with pytest.raises(CheckpointError, match="is a 'toy' model dir; this command needs a 'clap' model"):
+        registry.load_model(good, kind="clap")
+    wrong = save_model_dir(tmp_path / "wrong", state, {"kind": "toy", "d": 5})
+    with pytest.raises(CheckpointError, match="config.yaml does not match model.safetensors"):
+        registry.load_model(wrong)
+    nan = save_model_dir(tmp_path / "nan", {k: v * float("nan") for k, v in state.items()}, {"kind": "toy", "d": 3})
+    with pytest.raises(CheckpointError, match="non-finite"):
+        registry.load_model(nan)
+    (good / "config.yaml").write_text("kind: toy\nd: [unclosed\n")
+    with pytest.raises(CheckpointError, match="unreadable config"):
+        registry.load_model(good)
