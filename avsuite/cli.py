@@ -97,6 +97,23 @@ def cmd_quickstart(a: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is <= 65535, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from avsuite.recipes import RECIPES
 
@@ -128,15 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True)
     sp.add_argument("--labels", required=True, help='comma-separated class names, e.g. "dog,cat,rain"')
     sp.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    sp.add_argument("--top-k", type=int, default=3)
-    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--top-k", type=_positive_int, default=3)
+    sp.add_argument("--batch-size", type=_positive_int, default=16)
     sp.add_argument("files", nargs="+", metavar="FILE")
 
     sp = add("retrieve", cmd_retrieve, "rank a manifest's clips for a text query (or an audio file)")
     sp.add_argument("--model", required=True)
     sp.add_argument("--data", required=True, help="JSONL manifest of the clips to search")
     sp.add_argument("--query", required=True, help="text, or a path to an audio file")
-    sp.add_argument("--top-k", type=int, default=10)
+    sp.add_argument("--top-k", type=_positive_int, default=10)
     sp.add_argument("--json", action="store_true")
 
     sp = add("lipsync", cmd_lipsync, "generate a lip-synced video from a face video and an audio track")
@@ -148,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", cmd_demo, "start a Gradio demo on 127.0.0.1")
     sp.add_argument("name", help="demo name, e.g. clap")
     sp.add_argument("--model", required=True)
-    sp.add_argument("--port", type=int, default=7860)
+    sp.add_argument("--port", type=_port, default=7860)
 
     data = sub.add_parser("data", help="build datasets", description="build datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)

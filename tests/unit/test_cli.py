@@ -73,3 +73,12 @@ def test_overrides_may_come_anywhere():
         parse_args(["train", "clap", "--out", "o", "--bogus"])
     with pytest.raises(SystemExit):
         parse_args(["zeroshot", "--model", "m", "--labels", "a", "f.wav", "k=v", "--nope"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_zeroshot_batch_size_must_be_positive(value, capsys):
+    from avsuite.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["zeroshot", "--model", "m", "--labels", "a,b", "--batch-size", value, "f.wav"])
+    assert info.value.code == 2 and "--batch-size" in capsys.readouterr().err
