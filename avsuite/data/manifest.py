@@ -21,6 +21,8 @@ from typing import Any, Iterable
 from avsuite.checkpoint import atomic_path
 
 REQUIRED = ("id", "audio")
+#: longest manifest line accepted (a row is metadata: a 100 MB caption is an error, not data)
+MAX_LINE_BYTES = 1 << 20
 _STR_FIELDS = ("id", "audio", "text", "label", "lang", "video", "split", "source", "license", "speaker")
 
 
@@ -70,6 +72,9 @@ def read_manifest(path: str | Path, *, resolve: bool = True) -> list[dict[str, A
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                errors.append((lineno, f"line is {len(line) / 2**20:.1f} MB; rows are limited to 1 MB"))
                 continue
             try:
                 row = json.loads(line)

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from avsuite.data.manifest import ManifestError, validate_row
+from avsuite.data.manifest import MAX_LINE_BYTES, ManifestError, validate_row
 
 
 def _resolve(row: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -55,6 +55,9 @@ class ManifestRows:
                 lineno += 1
                 start, pos = pos, pos + len(raw)
                 if not raw.strip():
+                    continue
+                if len(raw) > MAX_LINE_BYTES:
+                    errors.append((lineno, f"line is {len(raw) / 2**20:.1f} MB; rows are limited to 1 MB"))
                     continue
                 try:
                     row = json.loads(raw)

@@ -56,3 +56,15 @@ def test_hostile_rows_are_refused(tmp_path, row, msg):
     with pytest.raises(ManifestError, match=msg) as info:
         read_manifest(p)
     assert "m.jsonl:2: invalid JSON" in str(info.value)              # deep nesting: no RecursionError
+
+
+def test_oversized_lines_are_refused_by_both_readers(tmp_path):
+    import json as _json
+
+    from avsuite.data.rows import ManifestRows
+
+    p = tmp_path / "m.jsonl"
+    p.write_text(_json.dumps({"id": "a", "audio": "a.wav", "text": "x" * (2 << 20)}) + "\n")
+    for reader in (read_manifest, ManifestRows.from_path):
+        with pytest.raises(ManifestError, match="m.jsonl:1: line is 2.0 MB"):
+            reader(p)
