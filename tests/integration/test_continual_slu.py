@@ -5,6 +5,8 @@ clear errors before training on bad settings."""
 import json
 import math
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +145,127 @@ def test_replay_with_knowledge_distillation_and_reservoir(tmp_path, manifest):
     assert task1["train_kd"] > 0 and task1["memory"] == 8 and math.isfinite(m["avg_acc"])
     task0 = json.loads((tmp_path / "kd" / "tasks" / "task_0.json").read_text())
     assert "train_kd" not in task0                         # no teacher before the first task ends
+
+
+@pytest.fixture(scope="module")
+def equal_manifest(tmp_path_factory):
+    """Clips of one length (no padding, no crop): batches of 2 x B equal one of 2B item for item."""
+    root = tmp_path_factory.mktemp("equal")
+    rng = np.random.default_rng(1)
+    rows = []
+    for lab, f0 in zip(LABELS, FREQS):
+        for k in range(14):
+            t = np.arange(8000) / 16000
+            wave = 0.5 * np.sin(2 * math.pi * f0 * t) * ((t > 0.1) & (t < 0.3)) + 0.02 * rng.standard_normal(t.size)
+            sf.write(root / f"{lab}_{k}.wav", wave.astype(np.float32), 16000)
+            rows.append({"id": f"{lab}/{k}", "audio": f"{lab}_{k}.wav", "duration": 0.5, "sr": 16000, "label": lab,
+                         "text": lab, "split": "test" if k >= 12 else "train"})
+    return write_manifest(rows, root / "manifest.jsonl")
+
+
+def _optimizer_steps(cfg, out):
+    """Run ``cfg``; -> (metrics, [total grad norm seen by each optimizer step (after clipping)])."""
+    norms = []
+
+    def hook(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads]))))
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        return rec.train(cfg, out), norms
+    finally:
+        handle.remove()
+
+
+def test_accumulate_2_x_b_equals_one_step_on_2b(tmp_path, equal_manifest):
+    torch.set_num_threads(1)
+    base = [*OVERRIDES(equal_manifest), "method=finetune", "model.dropout=0.0", "data.crop_seconds=null",
+            "trainer.gradient_clip_val=null", "scenario.epochs_per_task=2"]
+    acc, n_acc = _optimizer_steps(_load(base, "data.batch_size=4", "trainer.accumulate_grad_batches=2"), tmp_path / "a")
+    big, n_big = _optimizer_steps(_load(base, "data.batch_size=8"), tmp_path / "b")
+    small, n_small = _optimizer_steps(_load(base, "data.batch_size=4", "scenario.epochs_per_task=1"), tmp_path / "c")
+    assert len(n_acc) == len(n_big) == acc["steps"] == big["steps"] == 12     # 2 tasks x 2 passes x 24 rows / 8
+    assert small["steps"] == len(n_small) == 12                                # 2 tasks x 1 pass x 24 rows / 4
+    wa, wb = (load_file(tmp_path / d / "model" / "model.safetensors") for d in "ab")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-4)   # float sums in another order, through Adam
+
+
+def test_gradient_clip_val_is_honoured(tmp_path, manifest):
+    torch.set_num_threads(1)
+    base = [*OVERRIDES(manifest), "method=replay", "scenario.epochs_per_task=1"]
+    _, free = _optimizer_steps(_load(base, "trainer.gradient_clip_val=null"), tmp_path / "free")
+    _, clipped = _optimizer_steps(_load(base, "trainer.gradient_clip_val=0.01"), tmp_path / "clipped")
+    assert max(free) > 0.05 and len(clipped) == len(free)
+    assert max(clipped) <= 0.01 * (1 + 1e-4)
+
+
+def _load(overrides, *extra):
+    return load_config(rec.Config, ROOT / "configs/continual_slu/tiny.yaml", [*overrides, *extra])
+
+
+def test_max_epochs_is_not_the_passes_per_task(manifest):
+    with pytest.raises(Exception, match="scenario.epochs_per_task"):
+        _cfg(manifest, "trainer.max_epochs=6")
+
+
+DDP_SCRIPT = """
+import json, os, sys, torch
+torch.set_num_threads(1)
+from avsuite.config import load_config
+from avsuite.recipes import continual_slu as rec, continual_slu_data as data
+
+steps, memory = [], {{}}
+train_step, make_reader = rec.ContinualModule.training_step, data.ContinualData.reader
+
+def training_step(self, batch, idx):
+    steps.append([self.trainer.current_epoch, [[int(i), bool(r)] for i, r in zip(batch.index, batch.replay)]])
+    return train_step(self, batch, idx)
+
+def reader(self, task):
+    memory[task] = list(self.memory)
+    return make_reader(self, task)
+
+rec.ContinualModule.training_step, data.ContinualData.reader = training_step, reader
+cfg = load_config(rec.Config, {config!r}, {overrides!r})
+metrics = rec.train(cfg, {out!r})
+rank = int(os.environ.get("LOCAL_RANK", "0"))
+world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+with open(os.path.join({tmp!r}, f"rank{{rank}}.json"), "w") as fh:
+    json.dump({{"steps": steps, "memory": memory, "metrics": metrics, "world": world}}, fh)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_split_each_task_plan(tmp_path, manifest):
+    """gloo, 2 ranks: per step the ranks' items are disjoint and their union is the global batch of
+    the single-process plan (batch_size x 2, same replay memory); rank 0 writes the outputs."""
+    from avsuite.data.pipeline import Reader
+    from avsuite.recipes import continual_slu_data as data
+
+    overrides = [*OVERRIDES(manifest), "method=replay", "scenario.epochs_per_task=2", "trainer.accelerator=cpu",
+                 "trainer.devices=2", "trainer.strategy=ddp", "data.batch_size=4"]
+    script = tmp_path / "run_ddp.py"
+    script.write_text(DDP_SCRIPT.format(config=str(ROOT / "configs/continual_slu/tiny.yaml"), overrides=overrides,
+                                        out=str(tmp_path / "run"), tmp=str(tmp_path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and ranks[0]["memory"] == ranks[1]["memory"]
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]
+    cfg = _cfg(manifest, "method=replay", "scenario.epochs_per_task=2", "data.batch_size=8")
+    corpus = data.split_corpus(cfg.data)
+    dm = data.ContinualData(cfg, corpus, data.build_scenario(cfg.scenario, corpus))
+    for task in (0, 1):
+        dm.memory = ranks[0]["memory"][str(task)]
+        plan = [sorted((i[1], True) if isinstance(i, tuple) else (int(i), False) for i in b)
+                for b in dm.reader(task).batch_plan()]                  # (row, is rehearsal) per global batch
+        mine = [[[tuple(x) for x in items] for t, items in r["steps"] if t == task] for r in ranks]
+        assert len(mine[0]) == len(mine[1]) == len(plan) > 0
+        for a, b, want in zip(*mine, plan):
+            assert not set(a) & set(b)
+            assert sorted(a + b) == want
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "model" / "model.safetensors").is_file()
