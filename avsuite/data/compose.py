@@ -14,12 +14,12 @@ Each input is loudness-normalised (RMS to ``TARGET_DBFS``) before mixing, and th
 scaled down (never clipped) when its peak exceeds ``PEAK``. Every caption template lives in this
 module (``CONCAT_TEMPLATES``, ``OVERLAY_TEMPLATES``, ``ATTRIBUTE_TEMPLATES``).
 
-:class:`CompositionSampler` yields training examples deterministically per (seed, index);
-``stage`` picks the negatives: ``"compa"`` (order + operator swaps), ``"teminal_a"`` (stage A:
-single-event vs multi-event: the negatives of a composite are its single-event captions, those
-of a single clip are composites that contain it), ``"teminal_b"`` (stage B: temporal order, the
-same swaps as CompA). :func:`build_benchmark` makes Winoground-style 2x2 sets for
-:mod:`avsuite.eval.metrics_compositional`.
+:func:`compose_example` builds one training example from two waves (the clap recipe's load
+function decodes them through the data pipeline); ``stage`` picks the negatives: ``"compa"`` (order
++ operator swaps), ``"teminal_a"`` (stage A: single-event vs multi-event: the negatives of a
+composite are its single-event captions, those of a single clip are composites that contain it),
+``"teminal_b"`` (stage B: temporal order, the same swaps as CompA). :func:`build_benchmark` makes
+Winoground-style 2x2 sets for :mod:`avsuite.eval.metrics_compositional`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -153,7 +153,38 @@ def stage_captions(
     return pos, [c for c in neg if c not in pos]
 
 
-# ----------------------------------------------------------------------------- sampling
+# ----------------------------------------------------------------------------- training examples
+
+
+def compose_example(
+    kind: Kind, a: Tensor, b: Tensor | None, x: str, y: str, stage: Stage, *, sr: int, gen: torch.Generator,
+    gap_s: tuple[float, float] = (0.1, 0.5), snr_db: tuple[float, float] = (-5.0, 5.0),
+) -> dict:
+    """One CompA / TeminAL training example from the waves ``a (Ta,)`` of event ``x`` and ``b (Tb,)``
+    of event ``y`` (``b`` unused for ``single``; ``y`` then only names teminal_a's negatives).
+
+    -> ``{"wave" (T,), "captions": [pos...], "negatives": [neg...], "kind", "labels": (x, y | None)}``;
+    ``captions[0]`` is the canonical caption ("x followed by y" / "x with y" / "x"). The gap, the SNR
+    and the overlay offset are drawn from ``gen`` (nothing else is random)."""
+    if kind == "single":
+        pos, neg = stage_captions("single", x, None, stage, other=y)
+        wave = peak_limit(loudness_normalize(_wave(a, "a")))[0]
+        return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, None)}
+    if b is None:
+        raise ValueError(f"a {kind} composition needs two waves")
+    u = float(torch.rand((), generator=gen))
+    if kind == "concat":
+        wave = concat(a, b, sr, gap_s[0] + u * (gap_s[1] - gap_s[0]))
+    elif kind == "overlay":
+        offset = int(torch.randint(max(1, a.numel() - b.numel() + 1), (), generator=gen))
+        wave = overlay(a, b, snr_db[0] + u * (snr_db[1] - snr_db[0]), offset=offset)
+    else:
+        raise ValueError(f"kind must be 'concat', 'overlay' or 'single', got {kind!r}")
+    pos, neg = stage_captions(kind, x, y, stage)
+    return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, y)}
+
+
+# ----------------------------------------------------------------------------- benchmarks
 
 
 def load_row_wave(row: dict, sr: int) -> Tensor:
@@ -193,65 +224,6 @@ def _names(rows: Sequence[dict]) -> list[str]:
         raise ValueError(f"compositions need clips of at least 2 different events, got {sorted(set(names))}")
     return names
 
-
-class CompositionSampler:
-    """Deterministic composition examples from manifest rows (each with ``wave`` or ``audio``).
-
-    ``sampler[i]`` depends only on ``(seed, i)``; iterating yields ``sampler[0], sampler[1], ...``
-    forever. Each example is ``{"wave" (T,), "captions": [pos...], "negatives": [neg...],
-    "kind": "concat"|"overlay"|"single", "labels": (x, y) (y None for single), "ids": (...)}``;
-    ``captions[0]`` is the canonical caption ("x followed by y" / "x with y" / "x").
-    """
-
-    def __init__(
-        self, rows: Sequence[dict], seed: int = 0, *, sr: int = 16000, stage: Stage = "compa",
-        kinds: Sequence[Kind] = ("concat", "overlay", "single"), gap_s: tuple[float, float] = (0.1, 0.5),
-        snr_db: tuple[float, float] = (-5.0, 5.0), clip_seconds: float | None = None,
-    ):
-        if not kinds or any(k not in ("concat", "overlay", "single") for k in kinds):
-            raise ValueError(f"kinds must be a non-empty subset of concat/overlay/single, got {kinds!r}")
-        stage_captions("single", "x", None, stage)  # validates stage
-        self.rows, self.seed, self.sr, self.stage, self.kinds = list(rows), seed, sr, stage, tuple(kinds)
-        self.gap_s, self.snr_db, self.clip_seconds = gap_s, snr_db, clip_seconds
-        self.names = _names(self.rows)
-        self._wave = _WaveCache(self.rows, sr)
-
-    def _pick_pair(self, rng: random.Random) -> tuple[int, int]:
-        i = rng.randrange(len(self.rows))
-        others = [j for j, n in enumerate(self.names) if n != self.names[i]]
-        return i, rng.choice(others)
-
-    def __getitem__(self, index: int) -> dict:
-        rng = random.Random(f"{self.seed}:{index}")
-        kind = rng.choice(self.kinds)
-        i, j = self._pick_pair(rng)
-        x, y = self.names[i], self.names[j]
-        a = _crop(self._wave(i), self.clip_seconds, self.sr, rng)
-        if kind == "single":
-            pos, neg = stage_captions("single", x, None, self.stage, other=y)
-            wave, labels, ids = peak_limit(loudness_normalize(a))[0], (x, None), (self.rows[i]["id"],)
-        else:
-            b = _crop(self._wave(j), self.clip_seconds, self.sr, rng)
-            if kind == "concat":
-                wave = concat(a, b, self.sr, rng.uniform(*self.gap_s))
-            else:
-                offset = rng.randrange(0, max(1, a.numel() - b.numel() + 1))
-                wave = overlay(a, b, rng.uniform(*self.snr_db), offset=offset)
-            pos, neg = stage_captions(kind, x, y, self.stage)
-            labels, ids = (x, y), (self.rows[i]["id"], self.rows[j]["id"])
-        return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": labels, "ids": ids}
-
-    def __iter__(self) -> Iterator[dict]:
-        index = 0
-        while True:
-            yield self[index]
-            index += 1
-
-    def take(self, n: int, start: int = 0) -> list[dict]:
-        return [self[i] for i in range(start, start + n)]
-
-
-# ----------------------------------------------------------------------------- benchmarks
 
 
 def _benchmark_set(kind: str, a: Tensor, b: Tensor, x: str, y: str, sr: int, gap_s: float):

@@ -79,9 +79,18 @@ def load_rows_audio(rows: Sequence[dict], sr: int) -> tuple[list[Tensor], list[d
     return waves, kept, errors
 
 
-def embed_rows(model: Any, rows: Sequence[dict], batch_size: int = 16) -> tuple[Tensor, list[dict], list[dict]]:
-    waves, kept, errors = load_rows_audio(rows, model.sample_rate)
-    return embed_waves(model, waves, batch_size), kept, errors
+def embed_rows(model: Any, rows: Sequence[dict], batch_size: int = 16, chunk: int = 256
+               ) -> tuple[Tensor, list[dict], list[dict]]:
+    """Decode at ``model.sample_rate`` (the rate it was trained at) and embed ``chunk`` rows at a
+    time (memory bounded by the chunk) -> (``(N, D)`` embeddings, kept rows, errors)."""
+    embs, kept, errors = [], [], []
+    for s in range(0, len(rows), chunk):
+        waves, k, e = load_rows_audio(rows[s:s + chunk], model.sample_rate)
+        if waves:
+            embs.append(embed_waves(model, waves, batch_size))
+        kept += k
+        errors += e
+    return (torch.cat(embs) if embs else torch.zeros(0, 0)), kept, errors
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsuite.audio.augment import spec_augment
 from avsuite.audio.frontend import AudioFrontend, FrontendConfig, frame_lengths
 from avsuite.models.audio_encoders import build_audio_encoder
 from avsuite.models.text_encoders import build_text_encoder
@@ -162,19 +163,11 @@ class ClapModel(nn.Module):
         return self.fusion(torch.stack(views)), n_frames.clamp(max=w)
 
     def _spec_augment(self, mel: Tensor) -> Tensor:
+        """``(B, M, W)`` -> masked copy: two time + two frequency masks per item, filled with the
+        item's mean, from the global torch RNG (:func:`avsuite.audio.augment.spec_augment`)."""
         cfg = self.cfg
-        mel = mel.clone()
-        for i in range(mel.shape[0]):
-            for _ in range(2):
-                if cfg.spec_time_mask:
-                    width = int(torch.randint(cfg.spec_time_mask + 1, ()))
-                    t0 = int(torch.randint(max(1, mel.shape[2] - width), ()))
-                    mel[i, :, t0:t0 + width] = mel[i].mean()
-                if cfg.spec_freq_mask:
-                    width = int(torch.randint(cfg.spec_freq_mask + 1, ()))
-                    f0 = int(torch.randint(max(1, mel.shape[1] - width), ()))
-                    mel[i, f0:f0 + width] = mel[i].mean()
-        return mel
+        return spec_augment(mel, None, n_freq_masks=2, freq_width=cfg.spec_freq_mask, n_time_masks=2,
+                            time_width=cfg.spec_time_mask, fill="mean")
 
     def audio_features(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``wave (B, T)`` [+ ``lengths (B,)``] -> ``(B, embed_dim)`` projected, NOT normalised."""

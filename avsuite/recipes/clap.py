@@ -4,15 +4,17 @@
     avsuite eval clap --model runs/clap_tiny/model --data MANIFEST_OR_ESC50_DIR --out runs/clap_eval
     avsuite quickstart --out runs/quickstart
 
-Training decodes the corpus once into memory (sound-event corpora are small and trained for
-many epochs on CPU; see :mod:`avsuite.recipes.clap_data`), draws label-distinct batches, samples
-one caption per clip per step and optimises a weighted sum of contrastive terms
-(:class:`~avsuite.losses.ContrastiveObjective`). The logit scale is clamped to ``log(100)`` after every optimiser step.
+Training streams the manifest through the one data layer (:mod:`avsuite.recipes.clap_data`:
+label-distinct batches, random crop + gain, one caption per clip per step drawn by the reader,
+CompA / TeminAL compositions) and optimises a weighted sum of contrastive terms
+(:class:`~avsuite.losses.ContrastiveObjective`). Model-side randomness (crop inside the window,
+SpecAugment, dropout) uses the global torch RNG, which ``last.ckpt`` saves: a killed run resumed
+with ``--resume`` ends with the weights of an uninterrupted one. The logit scale is clamped to
+``log(100)`` after every optimiser step.
 """
 
 from __future__ import annotations
 
-import random
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -21,27 +23,19 @@ from typing import Any, Literal, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from avsuite import viz
 from avsuite.audio.frontend import FrontendConfig
 from avsuite.config import load_config
+from avsuite.data.batches import row_captions
 from avsuite.data.manifest import read_manifest, write_manifest
-from avsuite.data.pipeline import DataConfig
+from avsuite.data.pipeline import check_sample_rate
 from avsuite.losses import ContrastiveObjective, compute_objective, pack_captions, unpack
 from avsuite.models.clap import ClapModel, ClapModelConfig, load_matching
 from avsuite.recipes import clap_data
+from avsuite.recipes.clap_data import ClapBatch, ClapDataConfig, ComposeConfig
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer,
                                     export_model, resume_path, write_config, write_metrics)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ComposeConfig:
-    """Training-time compositions (CompA / TeminAL stages) built from the training clips."""
-    mode: Literal["none", "compa", "teminal_a", "teminal_b"] = "none"
-    #: fraction of each batch replaced by compositions
-    prob: float = 0.5
-    gap_seconds: float = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,19 +43,12 @@ class Config:
     frontend: FrontendConfig = field(default_factory=lambda: FrontendConfig(
         sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64, f_min=50.0, f_max=8000.0,
         log="db", top_db=80.0))
-    data: DataConfig = field(default_factory=DataConfig)
+    data: ClapDataConfig = field(default_factory=ClapDataConfig)
     model: ClapModelConfig = field(default_factory=ClapModelConfig)
     loss: ContrastiveObjective = field(default_factory=ContrastiveObjective)
     compose: ComposeConfig = field(default_factory=ComposeConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=20))
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    #: decode the whole corpus into memory once (small corpora, many epochs); false streams it
-    #: through the shared fairseq2 pipeline (large corpora; no label-unique batches / compositions)
-    preload: bool = True
-    #: batches with distinct labels (fewer false negatives)
-    label_unique_batches: bool = True
-    #: train-time random gain (+- dB)
-    gain_db: float = 6.0
     #: stop training after this many minutes of wall time (null: only trainer.max_steps)
     max_minutes: float | None = None
     #: initialise from this model dir (e.g. TeminAL stage B from stage A); null = fresh
@@ -70,6 +57,9 @@ class Config:
     templates: tuple[str, ...] = ("{}", "the sound of {}", "a recording of {}", "this is the sound of {}",
                                   "{} can be heard")
 
+    def __post_init__(self) -> None:
+        check_sample_rate(self.data, self.frontend)
+
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     return load_config(Config, path, overrides)
@@ -77,44 +67,32 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
 
 # ----------------------------------------------------------------------------- Lightning module
 class ClapModule(L.LightningModule):
-    def __init__(self, cfg: Config, train_clips: list[clap_data.Clip] | None = None):
+    """CLAP training step over :class:`~avsuite.recipes.clap_data.ClapBatch`; keeps the loss history
+    (``(step, loss)``) in the checkpoint so loss_curve.png covers a resumed run too."""
+
+    def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
         self.model = ClapModel(cfg.model, cfg.frontend)
-        self.train_clips = train_clips or []
         self.history: list[tuple[int, float]] = []
-        self._rng = random.Random(cfg.data.seed)
 
-    def train_dataloader(self) -> DataLoader:
-        cfg = self.cfg
-        ds = clap_data.ClipDataset(self.train_clips, cfg.frontend.sample_rate, cfg.data.max_seconds or 10.0,
-                                   train=True, gain_db=cfg.gain_db)
-        if cfg.compose.mode != "none":
-            ds = clap_data.CompositionMix(ds, cfg.compose.mode, cfg.compose.prob, sr=cfg.frontend.sample_rate,
-                                          seed=cfg.data.seed, gap_seconds=cfg.compose.gap_seconds)
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
-        labels = [c.label for c in self.train_clips] if cfg.label_unique_batches else \
-            [None] * len(self.train_clips)
-        bs = min(cfg.data.batch_size, len(self.train_clips))
-        sampler = clap_data.LabelUniqueBatchSampler(labels, bs, seed=cfg.data.seed, rank=rank, world_size=world)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=clap_data.collate_clips, num_workers=0)
+    def _text(self, batch: ClapBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        """-> text embeddings ``(B, D)`` of each item's caption [+ hard negatives for CompA]."""
+        captions = [c[0] for c in batch.captions]
+        if not any(batch.negatives):
+            return self.model.encode_text(captions), {}
+        pack = pack_captions([[c] for c in captions], batch.negatives)
+        pos, neg = unpack(self.model.encode_text(pack.texts), pack)
+        return pos[:, 0], {"neg_text": neg, "neg_mask": pack.neg_mask.to(neg.device)}
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        captions = [self._rng.choice(c) for c in batch["captions"]]
-        audio = self.model.encode_audio(batch["audio"], batch["lengths"])
-        extra: dict[str, Any] = {}
-        if any(batch["negatives"]):   # CompA / TeminAL: each audio's own hard-negative captions
-            pack = pack_captions([[c] for c in captions], batch["negatives"])
-            pos, neg = unpack(self.model.encode_text(pack.texts), pack)
-            text = pos[:, 0]
-            extra = {"neg_text": neg, "neg_mask": pack.neg_mask.to(neg.device)}
-        else:
-            text = self.model.encode_text(captions)
+    def training_step(self, batch: ClapBatch, batch_idx: int) -> torch.Tensor:
+        audio = self.model.encode_audio(batch.audio, batch.lengths)
+        text, extra = self._text(batch)
         if self.cfg.loss.cwcl:  # CWCL weights from the (frozen) text tower's own caption similarity
             with torch.no_grad():
-                extra["frozen"] = self.model.text_encoder(captions)
+                extra["frozen"] = self.model.text_encoder([c[0] for c in batch.captions])
         losses = compute_objective(self.cfg.loss, audio, text, self.model.logit_scale.exp(), **extra)
-        bs = len(captions)
+        bs = len(batch)
         for k, v in losses.items():
             self.log(f"train/{k}", v, prog_bar=(k == "loss"), batch_size=bs, sync_dist=False)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=bs)
@@ -124,9 +102,14 @@ class ClapModule(L.LightningModule):
     def on_train_batch_end(self, *args: Any) -> None:
         self.model.clamp_logit_scale()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["loss_history"] = [[s, v] for s, v in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = [(int(s), float(v)) for s, v in checkpoint.get("loss_history", [])]
+
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return adamw_with_schedule(params, self.cfg.optim, self.cfg.trainer.max_steps)
+        return adamw_with_schedule(self.model, self.cfg.optim, self.cfg.trainer.max_steps)
 
 
 class TimeBudget(L.Callback):
@@ -151,26 +134,17 @@ def _init_from(model: ClapModel, model_dir: str) -> None:
     load_matching(model, state, f"init_from {model_dir}: architecture differs")
 
 
+def _world_size(cfg: TrainerConfig) -> int:
+    return cfg.devices if cfg.strategy.startswith("ddp") and cfg.devices > 1 else 1
+
+
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     """Train on ``cfg.data.manifest``; writes config.yaml, model/, last.ckpt, metrics.json, loss_curve.png."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    rows = read_manifest(cfg.data.manifest)
-    datamodule = None
-    if cfg.preload:
-        clips, stats = clap_data.load_clips(rows, cfg.frontend.sample_rate, min_seconds=cfg.data.min_seconds)
-        if len(clips) < 2:
-            raise ValueError(f"{cfg.data.manifest}: need at least 2 decodable clips with captions, got {len(clips)}")
-        module = ClapModule(cfg, clips)
-    else:
-        if cfg.compose.mode != "none":
-            raise ValueError("compose.mode needs preload: true (compositions are built from clips in memory)")
-        from avsuite.data.datamodule import AudioDataModule
-
-        stats = {"loaded": len(rows)}
-        module = ClapModule(cfg)
-        datamodule = AudioDataModule(cfg.data, clap_data.collate_examples, train_rows=rows)
+    datamodule = clap_data.datamodule(cfg.data, cfg.compose, world_size=_world_size(cfg.trainer))
+    module = ClapModule(cfg)
     if cfg.init_from:
         _init_from(module.model, cfg.init_from)
     callbacks = [TimeBudget(cfg.max_minutes * 60)] if cfg.max_minutes else []
@@ -178,8 +152,10 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     if trainer.is_global_zero:
         write_config(out, cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(out, resume))
-    metrics: dict[str, float] = {"train_clips": float(stats["loaded"]), "skipped_clips": float(len(rows) - stats["loaded"]),
-                                 "steps": float(trainer.global_step)}
+    reader = datamodule.train_reader()
+    kept = len(reader.rows) if reader.allowed is None else len(reader.allowed)
+    metrics: dict[str, float] = {"train_clips": float(kept), "skipped_clips": float(len(reader.rows) - kept),
+                                 "skipped_reads": float(reader.stats.total), "steps": float(trainer.global_step)}
     if module.history:
         tail = [v for _, v in module.history[-20:]]
         metrics["train_loss"] = sum(tail) / len(tail)
@@ -210,7 +186,7 @@ def evaluate_model(model: ClapModel, rows: list[dict], out: Path, *, templates: 
         zs, cm, classes = zeroshot.zeroshot_eval(model, emb, labels, templates=templates or zeroshot.DEFAULT_TEMPLATES)
         metrics.update(zs)
         viz.plot_confusion(cm, [zeroshot.label_text(c) for c in classes], out / "confusion.png")
-    caps = [clap_data.row_captions(r) for r in kept]
+    caps = [row_captions(r) for r in kept]
     if len(retrieval.unique_captions(caps)[0]) >= 2:
         metrics.update(retrieval.retrieval_eval(model, emb, caps)[0])
     if kept and all(caps):
@@ -249,7 +225,8 @@ def quickstart_config(train_manifest: Path, *, max_minutes: float = 6.0, max_ste
     return Config(
         frontend=FrontendConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=320, n_mels=64,
                                 f_min=50.0, f_max=8000.0, log="db", top_db=80.0),
-        data=DataConfig(manifest=str(train_manifest), sample_rate=16000, max_seconds=3.0, batch_size=32, seed=0),
+        data=ClapDataConfig(manifest=str(train_manifest), sample_rate=16000, crop_seconds=3.0, batch_size=32, seed=0,
+                            label_distinct=True, gain_db=6.0),
         model=ClapModelConfig(**model),
         loss=ContrastiveObjective(clap=1.0),
         optim=OptimConfig(lr=1e-3, weight_decay=0.01, warmup_steps=50, scheduler="cosine", min_lr_ratio=0.05),

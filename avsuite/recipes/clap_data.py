@@ -1,159 +1,202 @@
-"""Data glue for the clap recipe (not a recipe itself): in-memory clip banks, label-aware batches.
+"""Data glue for the clap recipe (not a recipe itself): its data config, batch plan, load function
+and collate on the one streaming reader (:class:`avsuite.data.pipeline.Reader`).
 
-Sound-event corpora here are small (hundreds to a few thousand clips) and trained for many
-epochs on CPU, so the clap recipe decodes every clip ONCE (``avsuite.audio.io.load_audio``,
-resampled to the model rate, bad files skipped and counted) and crops per step from memory.
+    dm = datamodule(cfg.data, cfg.compose)        # an AudioDataModule; Lightning drives it
 
-:class:`LabelUniqueBatchSampler` builds batches whose clips have distinct labels where possible,
-so InfoNCE is not asked to push apart two "dog" clips (false negatives) — a real gain on corpora
-with few classes.
+- Plan: :class:`~avsuite.data.sampling.LabelDistinctBatches` (``label_distinct``; InfoNCE is not
+  asked to push apart two "dog" clips) or :class:`~avsuite.data.sampling.ShuffledBatches`; with
+  ``compose.mode`` set, :class:`ComposeMix` turns a seeded fraction of each global batch's slots
+  into compositions ``("compose", kind, i, j)``.
+- :func:`load_clip` / :func:`load_composition`: decode (random ``crop_seconds`` window), random
+  gain, the step's caption, compositions built with :mod:`avsuite.data.compose`. Every random
+  choice comes from the item's generator (seeded by seed, epoch, global batch, slot): a resumed
+  or multi-process run reads the same bytes.
+- :func:`collate` -> :class:`ClapBatch` (an ``AudioTextBatch`` whose ``captions[i]`` is the ONE
+  caption drawn for this step, plus each item's hard-negative captions).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Literal
 
+import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import Dataset, Sampler
 
-from avsuite.audio.io import AudioDecodeError, load_audio
+from avsuite.data.batches import AudioTextBatch, pad_right, row_captions
+from avsuite.data.compose import compose_example, event_name
+from avsuite.data.datamodule import AudioDataModule
+from avsuite.data.pipeline import DataConfig, ItemContext, Reader, SkipRow
+from avsuite.data.rows import ManifestRows
+from avsuite.data.sampling import LabelDistinctBatches, Plan, ShuffledBatches, rng_of
+
+KINDS = ("concat", "overlay", "single")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClapDataConfig(DataConfig):
+    """The clap data section: :class:`~avsuite.data.pipeline.DataConfig` plus the fields below."""
+    #: labels distinct inside a global batch while possible (no false negatives for InfoNCE)
+    label_distinct: bool = True
+    #: train-time random gain, uniform in [-gain_db, +gain_db] dB (not applied to compositions)
+    gain_db: float = 6.0
+    #: drop the last, incomplete batch of an epoch (contrastive losses want full batches)
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.gain_db) and self.gain_db >= 0):
+            raise ValueError(f"gain_db must be >= 0, got {self.gain_db}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComposeConfig:
+    """Training-time compositions (CompA / TeminAL stages) built from the training clips."""
+    mode: Literal["none", "compa", "teminal_a", "teminal_b"] = "none"
+    #: fraction of each batch's slots replaced by compositions
+    prob: float = 0.5
+    #: silence between the two events of a concatenation (drawn in [0.5, 1.5] x this)
+    gap_seconds: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {self.prob}")
+        if self.gap_seconds < 0:
+            raise ValueError(f"gap_seconds must be >= 0, got {self.gap_seconds}")
+
+
+# ----------------------------------------------------------------------------- plan
+@dataclass
+class ComposeMix:
+    """``base``'s plan with a fraction ``prob`` of every global batch's slots replaced by
+    ``("compose", kind, i, j)``: row ``i`` is the slot's own row, ``j`` a row of another label,
+    ``kind`` one of :data:`KINDS`; drawn with a generator seeded by ``(seed, epoch, batch)``."""
+    base: Any
+    prob: float
+    seed: int = 0
+
+    def plan(self, rows: ManifestRows, epoch: int, global_batch: int) -> Plan:
+        plan = self.base.plan(rows, epoch, global_batch)
+        include = getattr(self.base, "include", None)
+        pool = np.arange(len(rows)) if include is None else np.asarray(include, dtype=np.int64)
+        out = []
+        for b, batch in enumerate(plan):
+            rng = rng_of(self.seed, epoch, b, "compose")
+            out.append([self._slot(rows, pool, i, rng) if rng.random() < self.prob else i for i in batch])
+        return out
+
+    @staticmethod
+    def _slot(rows: ManifestRows, pool: np.ndarray, i: int, rng: np.random.Generator) -> tuple:
+        kind = KINDS[int(rng.integers(len(KINDS)))]
+        j = int(pool[rng.integers(len(pool))])
+        for _ in range(16):                    # another event: a different label (or row, unlabelled)
+            if j != i and (rows.labels[i] < 0 or rows.labels[j] != rows.labels[i]):
+                break
+            j = int(pool[rng.integers(len(pool))])
+        return ("compose", kind, int(i), j)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base": self.base.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base.load_state_dict(state.get("base", {}))
+
+
+def make_sampler(cfg: ClapDataConfig, compose: ComposeConfig) -> Any:
+    base = (LabelDistinctBatches(seed=cfg.seed, drop_last=cfg.drop_last) if cfg.label_distinct else
+            ShuffledBatches(seed=cfg.seed, shuffle=cfg.shuffle, bucket_by_length=cfg.bucket_by_length,
+                            drop_last=cfg.drop_last))
+    return base if compose.mode == "none" else ComposeMix(base, compose.prob, seed=cfg.seed)
+
+
+# ----------------------------------------------------------------------------- load + collate
+def _pick(options: list[str], gen: torch.Generator) -> str:
+    return options[int(torch.randint(len(options), (), generator=gen))]
+
+
+def _captions(row: dict[str, Any]) -> list[str]:
+    try:
+        return row_captions(row)
+    except ValueError as exc:
+        raise SkipRow("no_caption", str(exc)) from None
+
+
+def load_clip(ctx: ItemContext, i: int, gen: torch.Generator) -> dict[str, Any] | None:
+    """Row ``i`` -> ``{"id", "wave" (T,), "row", "caption", "negatives": [], "label"}`` or None."""
+    wave = ctx.decode(i, gen)
+    if wave is None:
+        return None
+    gain_db = getattr(ctx.cfg, "gain_db", 0.0) if ctx.train else 0.0
+    if gain_db:
+        wave = wave * 10 ** ((2 * float(torch.rand((), generator=gen)) - 1) * gain_db / 20)
+    row = ctx.row(i)
+    caps = _captions(row)
+    return {"id": row["id"], "wave": wave, "row": row, "caption": _pick(caps, gen) if ctx.train else caps[0],
+            "negatives": [], "label": row.get("label")}
+
+
+def load_composition(ctx: ItemContext, item: tuple, gen: torch.Generator, stage: str, gap_seconds: float
+                     ) -> dict[str, Any] | None:
+    """``("compose", kind, i, j)`` -> an example like :func:`load_clip`'s, built from half-window
+    crops of rows i and j (the result is cut to ``crop_seconds``)."""
+    _, kind, i, j = item
+    crop = ctx.cfg.crop_seconds
+    half = crop / 2 if crop else None
+    a = ctx.decode(i, gen, crop_seconds=half)
+    b = ctx.decode(j, gen, crop_seconds=half) if kind != "single" else None
+    if a is None or (kind != "single" and b is None):
+        return None
+    x, y = event_name(ctx.row(i)), event_name(ctx.row(j))
+    ex = compose_example(kind, a, b, x, y, stage, sr=ctx.cfg.sample_rate, gen=gen,
+                         gap_s=(gap_seconds * 0.5, gap_seconds * 1.5))
+    wave = ex["wave"][: int(crop * ctx.cfg.sample_rate)] if crop else ex["wave"]
+    ids = [ctx.row(i)["id"]] + ([ctx.row(j)["id"]] if kind != "single" else [])
+    return {"id": "+".join(ids), "wave": wave, "row": ctx.row(i), "caption": _pick(ex["captions"], gen),
+            "negatives": ex["negatives"], "label": "+".join(n for n in ex["labels"] if n)}
 
 
 @dataclass
-class Clip:
-    id: str
-    wave: Tensor                      # (T,) float32 at the bank's rate
-    captions: list[str]
-    label: str | None
-    row: dict[str, Any] = field(default_factory=dict)
+class ClapLoad:
+    """The reader's ``load(ctx, item, gen)``: row indices -> clips, compose items -> compositions."""
+    stage: str = "compa"
+    gap_seconds: float = 0.25
+
+    def __call__(self, ctx: ItemContext, item: Any, gen: torch.Generator) -> dict[str, Any] | None:
+        if isinstance(item, tuple) and item[0] == "compose":
+            return load_composition(ctx, item, gen, self.stage, self.gap_seconds)
+        return load_clip(ctx, int(item), gen)
 
 
-def row_captions(row: dict[str, Any]) -> list[str]:
-    caps = row.get("captions") or ([row["text"]] if row.get("text") else [])
-    if not caps and row.get("label"):
-        caps = [f"the sound of {row['label']}"]
-    return [str(c) for c in caps]
+@dataclass(frozen=True)
+class ClapBatch(AudioTextBatch):
+    """``AudioTextBatch`` + ``negatives[i]``: hard-negative captions of item i (empty for clips).
+    In training ``captions[i]`` holds the one caption drawn for this step."""
+    negatives: list[list[str]] = field(default_factory=list)
 
 
-def load_clips(rows: list[dict[str, Any]], sr: int, *, max_seconds: float = 30.0,
-               min_seconds: float = 0.0) -> tuple[list[Clip], dict[str, int]]:
-    """Decode rows into memory at ``sr`` (each capped at ``max_seconds``); -> (clips, stats)."""
-    clips, stats = [], {"loaded": 0, "skipped_decode": 0, "skipped_short": 0, "skipped_nocaption": 0}
-    for row in rows:
-        try:
-            wave, _ = load_audio(row["audio"], sr)
-        except AudioDecodeError:
-            stats["skipped_decode"] += 1
-            continue
-        if wave.numel() < max(1, int(min_seconds * sr)):
-            stats["skipped_short"] += 1
-            continue
-        caps = row_captions(row)
-        if not caps:
-            stats["skipped_nocaption"] += 1
-            continue
-        clips.append(Clip(str(row["id"]), wave[: int(max_seconds * sr)].contiguous(), caps, row.get("label"), row))
-        stats["loaded"] += 1
-    return clips, stats
+def collate(examples: list[dict[str, Any]]) -> ClapBatch:
+    """Examples of :func:`load_clip` / :func:`load_composition` -> ``audio (B, T)``, ``lengths (B,)``."""
+    audio, lengths = pad_right([e["wave"] for e in examples])
+    return ClapBatch(audio, lengths, [[e["caption"]] for e in examples], [e["label"] for e in examples],
+                     [e["id"] for e in examples], [e["row"] for e in examples],
+                     negatives=[list(e["negatives"]) for e in examples])
 
 
-def crop(wave: Tensor, n: int, *, train: bool, gen: torch.Generator | None = None) -> Tensor:
-    """Random (train) or centre (eval) crop of ``(T,)`` to at most ``n`` samples."""
-    if wave.numel() <= n:
-        return wave
-    span = wave.numel() - n
-    start = int(torch.randint(span + 1, (), generator=gen)) if train else span // 2
-    return wave[start:start + n]
-
-
-class ClipDataset(Dataset):
-    """Items ``{"id", "wave" (T,), "captions", "label"}``; train: random crop + random gain."""
-
-    def __init__(self, clips: list[Clip], sr: int, max_seconds: float, *, train: bool, gain_db: float = 0.0):
-        self.clips, self.n, self.train, self.gain_db = clips, int(sr * max_seconds), train, gain_db
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        c = self.clips[i]
-        wave = crop(c.wave, self.n, train=self.train)
-        if self.train and self.gain_db:
-            wave = wave * 10 ** (float(torch.empty(()).uniform_(-self.gain_db, self.gain_db)) / 20)
-        return {"id": c.id, "wave": wave, "captions": c.captions, "label": c.label}
-
-
-def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """-> ``{"audio" (B, T), "lengths" (B,), "captions": list[list[str]], "labels", "ids", "negatives"}``."""
-    lengths = torch.tensor([it["wave"].numel() for it in items], dtype=torch.long)
-    audio = torch.zeros(len(items), int(lengths.max()))
-    for i, it in enumerate(items):
-        audio[i, : it["wave"].numel()] = it["wave"]
-    return {"audio": audio, "lengths": lengths, "captions": [it["captions"] for it in items],
-            "labels": [it["label"] for it in items], "ids": [it["id"] for it in items],
-            "negatives": [it.get("negatives", []) for it in items]}
-
-
-def collate_examples(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collate for the shared streaming pipeline (``{"id", "wave", "row"}`` examples)."""
-    return collate_clips([{"id": e["id"], "wave": e["wave"], "captions": row_captions(e["row"]),
-                           "label": e["row"].get("label")} for e in examples])
-
-
-class LabelUniqueBatchSampler(Sampler[list[int]]):
-    """Epoch-seeded batches of indices; within a batch labels are distinct while possible.
-
-    Each epoch shuffles every label's clips, then repeatedly takes one clip from each of up to
-    ``batch_size`` labels (labels with more clips left go first, ties random). With
-    ``rank/world_size`` each rank gets every ``world_size``-th batch (equal counts, DDP-safe).
-    """
-
-    def __init__(self, labels: list[str | None], batch_size: int, *, seed: int = 0, drop_last: bool = True,
-                 rank: int = 0, world_size: int = 1):
-        self.labels, self.batch_size, self.seed = labels, batch_size, seed
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 1000003 + self.epoch)
-        groups: dict[str, list[int]] = {}
-        for i, lab in enumerate(self.labels):
-            groups.setdefault(lab if lab is not None else f"__item{i}", []).append(i)
-        for g in groups.values():
-            rng.shuffle(g)
-        batches = []
-        while any(groups.values()):
-            keys = [k for k, g in groups.items() if g]
-            rng.shuffle(keys)
-            keys.sort(key=lambda k: -len(groups[k]))
-            batch = [groups[k].pop() for k in keys[: self.batch_size]]
-            if len(batch) < self.batch_size:   # fewer labels than batch: top up (duplicates allowed)
-                rest = [i for k in keys for i in groups[k]]
-                rng.shuffle(rest)
-                extra = rest[: self.batch_size - len(batch)]
-                for k in keys:
-                    groups[k] = [i for i in groups[k] if i not in set(extra)]
-                batch += extra
-            batches.append(batch)
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        rng.shuffle(batches)
-        n = len(batches) // self.world_size * self.world_size if self.world_size > 1 else len(batches)
-        return batches[self.rank:n:self.world_size]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        self.epoch += 1
-        return iter(batches)
-
-    def __len__(self) -> int:
-        return len(self._batches())
+def datamodule(cfg: ClapDataConfig, compose: ComposeConfig, *, train: Any = None, world_size: int = 1
+               ) -> AudioDataModule:
+    """The recipe's :class:`AudioDataModule` over ``train`` (default ``cfg.manifest``); fails early
+    (``world_size``: the expected number of ranks) when the plan has no batch."""
+    rows = ManifestRows.of(train if train is not None else cfg.manifest)
+    load = ClapLoad(compose.mode if compose.mode != "none" else "compa", compose.gap_seconds)
+    probe = Reader(rows, cfg, train=True, collate=collate, sampler=make_sampler(cfg, compose), load=load,
+                   world_size=world_size)
+    if len(probe) == 0:
+        raise ValueError(f"data: no training batch: {len(rows)} rows ({probe.stats.total} filtered out) for "
+                         f"batches of {cfg.batch_size} x {world_size} rank(s); lower data.batch_size or set "
+                         f"data.drop_last=false")
+    return AudioDataModule(cfg, collate, train=rows, load=load, sampler=lambda _rows: make_sampler(cfg, compose))
 
 
 def class_disjoint_split(rows: list[dict[str, Any]], test_fraction: float, *, seed: int = 0,
@@ -171,35 +214,3 @@ def class_disjoint_split(rows: list[dict[str, Any]], test_fraction: float, *, se
     train = [r for r in rows if r.get("label") not in test_labels]
     test = [r for r in rows if r.get("label") in test_labels]
     return train, test
-
-
-class CompositionMix(Dataset):
-    """``base`` items, each replaced with probability ``prob`` by a composition from
-    :class:`avsuite.data.compose.CompositionSampler` (CompA / TeminAL stages) over the same clips.
-
-    Items gain ``"negatives"`` (hard-negative captions; empty for plain clips). The composition
-    index is drawn from the torch RNG, so runs are reproducible under a seed.
-    """
-
-    def __init__(self, base: ClipDataset, stage: str, prob: float, *, sr: int, seed: int = 0,
-                 gap_seconds: float = 0.25):
-        from avsuite.data.compose import CompositionSampler
-
-        rows = [{"id": c.id, "wave": c.wave, "label": c.label or c.captions[0]} for c in base.clips]
-        half = base.n / sr / 2                       # two events fit in one training window
-        self.base, self.prob = base, prob
-        self.sampler = CompositionSampler(rows, seed, sr=sr, stage=stage, clip_seconds=half,
-                                          gap_s=(gap_seconds * 0.5, gap_seconds * 1.5))
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.base[i]
-        if float(torch.rand(())) >= self.prob:
-            return {**item, "negatives": []}
-        ex = self.sampler[int(torch.randint(2**31 - 1, ()))]
-        wave = ex["wave"][: self.base.n]
-        label = "+".join(x for x in ex["labels"] if x) if ex["kind"] != "single" else ex["labels"][0]
-        return {"id": "+".join(ex["ids"]), "wave": wave, "captions": ex["captions"], "label": label,
-                "negatives": ex["negatives"]}

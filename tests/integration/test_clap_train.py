@@ -54,7 +54,7 @@ def make_corpus(root, n_per_class: int, seed: int, name: str):
 
 
 def tiny_cfg(train, valid=None, **over) -> clap.Config:
-    ov = [f"data.manifest={train}", "data.batch_size=6", "data.max_seconds=1.5", "model.audio=cnn14_tiny",
+    ov = [f"data.manifest={train}", "data.batch_size=6", "data.crop_seconds=1.5", "model.audio=cnn14_tiny",
           "model.text=small_tiny", "model.freeze_text=false", "model.embed_dim=64", "model.max_seconds=1.5",
           "trainer.max_steps=60", "trainer.accelerator=cpu", "trainer.progress_bar=false",
           "trainer.checkpoint_every_n_steps=20", "optim.lr=1e-3", "optim.warmup_steps=5"]
@@ -92,9 +92,9 @@ def test_compa_then_teminal_stages_chain(tmp_path):
     torch.set_num_threads(2)
     train = make_corpus(tmp_path / "train", 3, seed=0, name="tr")
     a = clap.train(tiny_cfg(train, **{"compose.mode": "teminal_a", "loss.clap": 0.0, "loss.compa": 1.0,
-                                      "trainer.max_steps": 6, "data.max_seconds": 3.0}), tmp_path / "a")
+                                      "trainer.max_steps": 6, "data.crop_seconds": 3.0}), tmp_path / "a")
     b = clap.train(tiny_cfg(train, **{"compose.mode": "teminal_b", "loss.compa": 1.0, "trainer.max_steps": 6,
-                                      "data.max_seconds": 3.0, "init_from": str(tmp_path / "a" / "model")}),
+                                      "data.crop_seconds": 3.0, "init_from": str(tmp_path / "a" / "model")}),
                    tmp_path / "b")
     assert a["steps"] == 6 and b["steps"] == 6
     assert np.isfinite(a["train_loss"]) and np.isfinite(b["train_loss"])

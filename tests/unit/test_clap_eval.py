@@ -1,4 +1,4 @@
-"""Clap evaluation plumbing: ESC-50 / UrbanSound8K / folder importers, splits, batches, templates."""
+"""Clap evaluation plumbing: ESC-50 / UrbanSound8K / folder importers, splits, templates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from avsuite.eval.benchmarks import BenchmarkError, load_eval_rows
 from avsuite.eval.retrieval import unique_captions
 from avsuite.eval.zeroshot import class_embeddings, label_text, zeroshot_eval
-from avsuite.recipes.clap_data import LabelUniqueBatchSampler, class_disjoint_split, collate_clips, crop
+from avsuite.recipes.clap_data import class_disjoint_split
 
 
 def _wav(path, seconds=0.2):
@@ -62,24 +62,6 @@ def test_class_folders_and_bad_paths(tmp_path):
         load_eval_rows(tmp_path / "empty")
 
 
-def test_label_unique_batches():
-    labels = ["a"] * 6 + ["b"] * 3 + ["c"] * 3 + ["d"] * 2 + ["e"] * 2
-    sampler = LabelUniqueBatchSampler(labels, 4, seed=0)
-    batches = list(sampler)
-    seen = [i for b in batches for i in b]
-    assert len(seen) == len(set(seen))                     # no clip twice in an epoch
-    assert all(len(b) == 4 for b in batches)
-    distinct = [len({labels[i] for i in b}) for b in batches]
-    assert distinct[:2] == [4, 4] or sorted(distinct)[-2:] == [4, 4]
-    assert sum(d == 4 for d in distinct) >= len(batches) - 1
-    assert list(LabelUniqueBatchSampler(labels, 4, seed=0)) == batches      # seeded
-    assert list(sampler) != batches                        # next epoch reshuffles
-    r0 = LabelUniqueBatchSampler(labels, 2, seed=0, rank=0, world_size=2)
-    r1 = LabelUniqueBatchSampler(labels, 2, seed=0, rank=1, world_size=2)
-    b0, b1 = list(r0), list(r1)
-    assert len(b0) == len(b1) and not {i for b in b0 for i in b} & {i for b in b1 for i in b}
-
-
 def test_class_disjoint_split():
     rows = [{"id": f"{lab}{k}", "label": lab} for lab in "abcdefgh" for k in range(3)] + [{"id": "z0", "label": "z"}]
     train, test = class_disjoint_split(rows, 0.25, seed=0)
@@ -92,15 +74,6 @@ def test_class_disjoint_split():
 def test_unique_captions_drop_shared_ones():
     keep, caps = unique_captions([["a dog", "x"], ["a dog"], ["rain", "rain"], []])
     assert keep == [0, 2] and caps == [["x"], ["rain"]]
-
-
-def test_collate_and_crop():
-    b = collate_clips([{"id": "a", "wave": torch.ones(5), "captions": ["c"], "label": "l"},
-                       {"id": "b", "wave": torch.ones(3), "captions": ["d"], "label": None}])
-    assert b["audio"].shape == (2, 5) and b["lengths"].tolist() == [5, 3] and b["audio"][1, 3:].sum() == 0
-    w = torch.arange(10.0)
-    assert crop(w, 4, train=False).tolist() == [3.0, 4.0, 5.0, 6.0]
-    assert crop(w, 20, train=True) is w
 
 
 class _FakeText:

@@ -1,18 +1,17 @@
-"""Compositions: determinism, lengths, captions/negatives, SNR, loudness normalisation, no clipping."""
+"""Compositions: determinism (from a generator), lengths, captions/negatives, SNR, loudness, no clipping."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-import soundfile as sf
 import torch
 
 from avsuite.data.compose import (
     PEAK,
     TARGET_DBFS,
-    CompositionSampler,
     build_benchmark,
+    compose_example,
     concat,
     concat_captions,
     event_name,
@@ -104,54 +103,39 @@ def test_captions_and_negatives():
         stage_captions("concat", "a", "b", "bogus")
 
 
-def test_sampler_is_deterministic_and_consistent():
-    s1, s2 = CompositionSampler(rows(), 7, sr=SR), CompositionSampler(rows(), 7, sr=SR)
-    s3 = CompositionSampler(rows(), 8, sr=SR)
-    ex1, ex2, ex3 = s1.take(12), list(zip(range(12), s2)), s3.take(12)
-    for e1, (_, e2) in zip(ex1, ex2):
+def _example(kind, stage="compa", seed=0, a=None, b=None):
+    a = tone(300, 0.5, 0.5) if a is None else a
+    b = tone(900, 0.3, 0.05, seed=1) if b is None else b
+    return compose_example(kind, a, b, "dog", "bell", stage, sr=SR, gen=torch.Generator().manual_seed(seed),
+                           gap_s=(0.1, 0.5))
+
+
+def test_compose_example_from_waves_is_a_function_of_the_generator():
+    a, b = tone(300, 0.5, 0.5), tone(900, 0.3, 0.05, seed=1)
+    for kind in ("concat", "overlay", "single"):
+        e1, e2 = _example(kind, seed=4), _example(kind, seed=4)
         assert torch.equal(e1["wave"], e2["wave"]) and e1["captions"] == e2["captions"]
-    # random access equals sequential access
-    assert torch.equal(s1[5]["wave"], ex1[5]["wave"])
-    assert any(not torch.equal(a["wave"], b["wave"]) for a, b in zip(ex1, ex3))
-    lengths = {r["label"] if "label" in r else "rain falling": r["wave"].numel() for r in rows()}
-    assert {e["kind"] for e in ex1} == {"concat", "overlay", "single"}
-    for e in ex1 + ex3:
-        x, y = e["labels"]
-        assert e["wave"].abs().max() <= PEAK + 1e-6
-        if e["kind"] == "single":
-            assert y is None and e["captions"] == [x] and e["wave"].numel() == lengths[x]
-        elif e["kind"] == "concat":
-            assert x != y and e["captions"] == concat_captions(x, y)[0]
-            both = lengths[x] + lengths[y]
-            assert both + int(0.1 * SR) <= e["wave"].numel() <= both + int(0.5 * SR)
-        else:
-            assert e["captions"] == overlay_captions(x, y)[0]
-            assert e["wave"].numel() == max(lengths[x], lengths[y])
-        assert not set(e["captions"]) & set(e["negatives"])
+        assert e1["wave"].abs().max() <= PEAK + 1e-6 and not set(e1["captions"]) & set(e1["negatives"])
+    gaps = {_example("concat", seed=s)["wave"].numel() - a.numel() - b.numel() for s in range(8)}
+    assert len(gaps) > 1 and all(int(0.1 * SR) <= g <= int(0.5 * SR) + 1 for g in gaps)
+    c = _example("concat")
+    assert c["captions"] == concat_captions("dog", "bell")[0] and c["labels"] == ("dog", "bell")
+    o = _example("overlay")
+    assert o["captions"] == overlay_captions("dog", "bell")[0] and o["wave"].numel() == a.numel()
+    s1 = _example("single")
+    assert s1["captions"] == ["dog"] and s1["negatives"] == [] and s1["wave"].numel() == a.numel()
+    assert rms_dbfs(s1["wave"]) == pytest.approx(TARGET_DBFS, abs=1e-3)
 
 
-def test_sampler_stage_a_and_errors():
-    s = CompositionSampler(rows(), 0, sr=SR, stage="teminal_a", kinds=("concat",))
-    e = s[0]
-    assert e["negatives"] == list(e["labels"])
-    with pytest.raises(ValueError, match="at least 2 different events"):
-        CompositionSampler(rows()[:1], 0, sr=SR)
-    with pytest.raises(ValueError, match="kinds"):
-        CompositionSampler(rows(), 0, kinds=("mix",))
-
-
-def test_sampler_loads_manifest_rows(tmp_path):
-    r = []
-    for k, row in enumerate(rows()):
-        path = tmp_path / f"{k}.wav"
-        sf.write(path, row["wave"].numpy(), SR)
-        names = {key: row[key] for key in ("label", "captions") if key in row}
-        r.append({"id": row["id"], "audio": str(path), **names})
-    from_disk = CompositionSampler(r, 3, sr=SR).take(4)
-    in_memory = CompositionSampler(rows(), 3, sr=SR).take(4)
-    for a, b in zip(from_disk, in_memory):
-        assert a["captions"] == b["captions"]
-        assert torch.allclose(a["wave"], b["wave"], atol=1e-3)  # 16-bit wav quantisation
+def test_compose_example_stages_and_errors():
+    assert _example("concat", "teminal_a")["negatives"] == ["dog", "bell"]
+    single = _example("single", "teminal_a")
+    assert single["negatives"] == ["dog followed by bell", "bell followed by dog", "dog with bell"]
+    assert "bell followed by dog" in _example("concat", "teminal_b")["negatives"]
+    with pytest.raises(ValueError, match="two waves"):
+        compose_example("concat", tone(300, 0.5), None, "dog", "bell", "compa", sr=SR, gen=torch.Generator())
+    with pytest.raises(ValueError, match="kind"):
+        _example("mix")
 
 
 @pytest.mark.parametrize("kind", ["order", "temporal", "attribute"])
