@@ -9,7 +9,10 @@ opus, raw G.722 (``.g722``), and the audio track of video files. Every failure i
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -118,13 +121,17 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
     unsupported codec, NaN/inf samples, or a file longer than ``max_seconds``.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioDecodeError(path, "file not found")
-    if path.is_dir():
+    try:                                       # one stat (Path.exists / is_dir / is_file / stat: four)
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):   # as Path.exists
+            raise AudioDecodeError(path, "file not found") from None
+        raise
+    if stat.S_ISDIR(st.st_mode):
         raise AudioDecodeError(path, "is a directory, not an audio file")
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise AudioDecodeError(path, "not a regular file (a pipe, device or socket)")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
     data = native_sr = None
     first_error = None

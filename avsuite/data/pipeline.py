@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -128,9 +128,14 @@ class ItemContext:
     epoch: int
     stats: SkipCounter
     cache: Any = None
+    #: rows parsed for this batch (a load reads a row for decode and again for its example)
+    _parsed: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def row(self, i: int) -> dict[str, Any]:
-        return self.rows[i]
+        row = self._parsed.get(i)
+        if row is None:
+            row = self._parsed[i] = self.rows[i]
+        return row
 
     def skip(self, reason: str, message: str) -> None:
         """Count a skipped row (raise :class:`SkipRow` when ``strict``)."""
@@ -142,7 +147,7 @@ class ItemContext:
         """Row ``i``'s audio ``(T,)`` float32 at ``cfg.sample_rate``, cropped (random window from
         ``gen`` in training, centre in eval) to ``crop_seconds`` (default ``cfg.crop_seconds``);
         None after counting when unreadable / too short / too long."""
-        row, cfg = self.rows[i], self.cfg
+        row, cfg = self.row(i), self.cfg
         crop = cfg.crop_seconds if crop_seconds == "cfg" else crop_seconds
         pos = float(torch.rand((), generator=gen)) if self.train else None
         try:
@@ -176,6 +181,49 @@ def load_row(ctx: ItemContext, item: Item, gen: torch.Generator) -> Example | No
 
 
 Load = Callable[[ItemContext, Item, torch.Generator], "Example | None"]
+
+_worker = threading.local()
+
+
+def _one_op_thread() -> None:
+    """Give this loader thread one intra-op (OpenMP) thread, as a DataLoader worker process has.
+
+    Each loader thread otherwise runs every torch op (pad, conv1d of the resampler) with its own
+    team of ``torch.get_num_threads()`` OpenMP threads: N loader threads x that many threads
+    oversubscribe the cores, and small ops wait on their teams (10-50x slower per op on a busy
+    2-core machine). ``torch.set_num_threads`` would change the whole process (the training
+    thread too), so this sets only the calling thread's OpenMP value; the main thread is never
+    touched. Results are unchanged (the ops do not split reductions across threads).
+    """
+    if getattr(_worker, "done", False):
+        return
+    _worker.done = True
+    if threading.current_thread() is threading.main_thread():
+        return
+    gomp = _libgomp()
+    if gomp is not None:
+        torch.get_num_threads()                # torch's per-thread lazy init first (it would reset it)
+        gomp.omp_set_num_threads(1)
+
+
+_GOMP: list[Any] = []
+
+
+def _libgomp() -> Any:
+    """torch's own OpenMP runtime (ctypes), or None when torch does not use libgomp."""
+    if not _GOMP:
+        lib = None
+        try:
+            import ctypes
+
+            with open("/proc/self/maps") as fh:
+                paths = {line.split()[-1] for line in fh if "libgomp" in line}
+            if len(paths) == 1 and "OpenMP" in torch.__config__.parallel_info():
+                lib = ctypes.CDLL(paths.pop())
+        except OSError:
+            lib = None
+        _GOMP.append(lib)
+    return _GOMP[0]
 
 
 class Reader:
@@ -248,6 +296,7 @@ class Reader:
 
     # ------------------------------------------------------------------ loading
     def _load_batch(self, batch: list[tuple[int, int, Item]], epoch: int) -> Any:
+        _one_op_thread()
         ctx = ItemContext(self.rows, self.cfg, self.train, epoch, self.stats, self.cache)
         examples = []
         for b, slot, item in batch:
