@@ -202,7 +202,17 @@ def _build(cfg: Config, src_tok: Any, tgt_tok: Any, init: dict[str, Any] | None)
         except RuntimeError as exc:
             raise ValueError(f"model.init_from={cfg.model.init_from}: its speech encoder does not match "
                              f"preset {cfg.model.preset!r}/{cfg.model.arch!r}: {str(exc)[:300]}") from None
+    _freeze_unused(model, cfg)
     return model, mcfg
+
+
+def _freeze_unused(model: torch.nn.Module, cfg: Config) -> None:
+    """Parameters outside the loss get ``requires_grad=False`` (DDP needs every trained parameter in
+    the loss): the kept CTC head when fine-tuning, the text encoder when ``loss.w_ot=0``."""
+    if cfg.task.stage != "pretrain" and model.speech.ctc_head is not None:
+        model.speech.ctc_head.requires_grad_(False)
+    if cfg.task.stage == "pretrain" and cfg.loss.w_ot == 0:
+        model.text.requires_grad_(False)
 
 
 def _model_state(model: torch.nn.Module) -> dict[str, Tensor]:
@@ -280,19 +290,17 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
                                   own_file=cfg.data.valid_manifest is not None)
     loader, vloader = speech_loader(cfg, src_tok, tgt_tok), speech_loader(cfg, src_tok, tgt_tok)
     dm = _ValidModule(cfg.data, collate, train=rows, valid=vrows.select(valid_idx),
-                         sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
+                       sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
     module = CTCOTModule(model, cfg)
     trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_idx))
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(out, resume))
     model.cpu()
+    metrics = _train_metrics(trainer, (rows, train_idx, loader), (vrows, valid_idx, vloader), cfg)
+    if not trainer.is_global_zero:        # one writer of the run outputs under DDP
+        return metrics
     if cfg.task.average_last > 1 and len(module.snapshots) > 1:
         model.load_state_dict(average_state_dicts(list(module.snapshots)))
     export_model(out, _model_state(model), mcfg)
-    metrics = {f"{k}": float(v) for k, v in trainer.callback_metrics.items()}
-    metrics.update(_skip_metrics("", duration_skips(rows, train_idx, cfg.data) + loader.counts()))
-    metrics.update(_skip_metrics("valid_", duration_skips(vrows, valid_idx, cfg.data) + vloader.counts()))
-    metrics.update({"n_train": float(len(loader.used)), "n_valid": float(len(vloader.used)),
-                    "steps": float(trainer.global_step)})
     trows, test_idx = split_rows(cfg.data.test_manifest or cfg.data.manifest, "test",
                                  own_file=cfg.data.test_manifest is not None)
     if test_idx:
@@ -300,6 +308,16 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
         metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics.update({k: test[k] for k in ("wer", "cer", "bleu", "chrf")})
     write_metrics(out, metrics)
+    return metrics
+
+
+def _train_metrics(trainer: L.Trainer, train: tuple, valid: tuple, cfg: Config) -> dict[str, float]:
+    """Logged values, skip counts (this rank's distinct rows + the duration filter), row counts."""
+    metrics = {f"{k}": float(v) for k, v in trainer.callback_metrics.items()}
+    for prefix, (rows, idx, loader) in (("", train), ("valid_", valid)):
+        metrics.update(_skip_metrics(prefix, duration_skips(rows, idx, cfg.data) + loader.counts()))
+    metrics.update({"n_train": float(len(train[2].used)), "n_valid": float(len(valid[2].used)),
+                    "steps": float(trainer.global_step)})
     return metrics
 
 
