@@ -1,4 +1,4 @@
-"""On-disk cache of decoded audio: decode + resample once, then memory-map every later read.
+"""On-disk cache of decoded audio: decode + resample once, then read only the window.
 
     cache = AudioCache("cache/", sample_rate=16000)
     wave = cache.load("clip.ogg", window=(3.0, 0.25))    # (T,) float32; reads only the window
@@ -6,7 +6,8 @@
 Entries are ``<dir>/<sr>/<key>.npy`` (float32, mono) where ``key`` hashes the source file's
 resolved path, size and mtime and the decoder version: a changed file is a new entry; stale ones
 are never read. Entries are written atomically, so concurrent workers and ranks can share a dir.
-Reads use ``np.load(mmap_mode="r")`` and copy only the window, so memory stays bounded.
+Reads seek to the window and read only its bytes (``np.load(mmap_mode="r")`` for an entry not
+written by ``np.save`` as 1-D float32), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
+import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -48,11 +52,41 @@ class AudioCache:
             tmp = entry.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, wave.numpy())
             os.replace(tmp, entry)
-        data = np.load(entry, mmap_mode="r")
-        if max_seconds is not None and len(data) > max_seconds * self.sample_rate + 1:
-            raise AudioDecodeError(path, f"too long: {len(data) / self.sample_rate:.1f} s > {max_seconds:.1f} s limit")
-        if window is not None:
-            n = math.ceil(window[0] * self.sample_rate)
-            start = _window(len(data), n, window[1])
-            data = data[start:start + n]
-        return torch.from_numpy(np.array(data, dtype=np.float32))
+        with open(entry, "rb") as fh:
+            layout = _float32_layout(fh)
+            data = np.load(entry, mmap_mode="r") if layout is None else None
+            total = len(data) if layout is None else layout[0]
+            if max_seconds is not None and total > max_seconds * self.sample_rate + 1:
+                raise AudioDecodeError(path, f"too long: {total / self.sample_rate:.1f} s > {max_seconds:.1f} s limit")
+            start, stop = 0, total
+            if window is not None:
+                n = math.ceil(window[0] * self.sample_rate)
+                start = _window(total, n, window[1])
+                stop = min(start + n, total)
+            if layout is not None:          # read just the window's bytes (no mmap, no header eval)
+                out = np.empty(stop - start, np.float32)
+                fh.seek(layout[1] + 4 * start)
+                if fh.readinto(memoryview(out).cast("B")) == out.nbytes:
+                    return torch.from_numpy(out)
+                data = np.load(entry, mmap_mode="r")
+        return torch.from_numpy(np.array(data[start:stop], dtype=np.float32))
+
+
+_HEADER = re.compile(r"\{'descr': '<f4', 'fortran_order': False, 'shape': \((\d+),\), \}\s*$")
+
+
+def _float32_layout(fh: BinaryIO) -> tuple[int, int] | None:
+    """``(samples, data offset)`` of a 1-D little-endian float32 ``.npy`` as np.save writes it;
+    None for anything else (read with np.load then)."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:6] != b"\x93NUMPY" or sys.byteorder != "little":
+        return None
+    if head[6] == 1:
+        size, start = int.from_bytes(head[8:10], "little"), 10
+    elif head[6] in (2, 3):
+        size, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        return None
+    fh.seek(start)
+    m = _HEADER.match(fh.read(size).decode("latin1"))
+    return (int(m.group(1)), start + size) if m else None
