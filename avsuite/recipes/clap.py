@@ -138,8 +138,9 @@ def _world_size(cfg: TrainerConfig) -> int:
     return cfg.devices if cfg.strategy.startswith("ddp") and cfg.devices > 1 else 1
 
 
-def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
-    """Train on ``cfg.data.manifest``; writes config.yaml, model/, last.ckpt, metrics.json, loss_curve.png."""
+def train(cfg: Config, out: Path, *, resume: bool = False, callbacks: Sequence[L.Callback] = ()) -> dict[str, float]:
+    """Train on ``cfg.data.manifest``; writes config.yaml, model/, last.ckpt, metrics.json, loss_curve.png.
+    ``callbacks`` are added to the trainer's (tests, tools)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
@@ -147,7 +148,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     module = ClapModule(cfg)
     if cfg.init_from:
         _init_from(module.model, cfg.init_from)
-    callbacks = [TimeBudget(cfg.max_minutes * 60)] if cfg.max_minutes else []
+    callbacks = [*callbacks, *([TimeBudget(cfg.max_minutes * 60)] if cfg.max_minutes else [])]
     trainer = build_trainer(cfg.trainer, out, enable_validation=False, callbacks=callbacks)
     if trainer.is_global_zero:
         write_config(out, cfg)

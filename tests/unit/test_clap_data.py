@@ -3,8 +3,6 @@ function (crop, gain, caption, compositions: all from the item's generator), col
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -137,7 +135,7 @@ def test_datamodule_fails_early_without_a_batch(rows):
     assert datamodule(_cfg(batch_size=64, drop_last=False, label_distinct=False), ComposeConfig(), train=rows)
 
 
-def test_config_checks_rate_and_moved_keys(tmp_path):
+def test_config_checks_rate_and_moved_keys():
     with pytest.raises(ConfigError, match="frontend expects 16000"):
         clap.load(None, ["data.sample_rate=48000"])
     for key in ("preload=true", "label_unique_batches=true", "gain_db=3.0"):
@@ -147,7 +145,20 @@ def test_config_checks_rate_and_moved_keys(tmp_path):
     assert cfg.data.crop_seconds == 3.0 and cfg.data.max_seconds is None and cfg.data.label_distinct
     base = clap.load("configs/clap/base.yaml")
     assert base.data.sample_rate == base.frontend.sample_rate == 48000 and not base.data.label_distinct
-    path = tmp_path / "m.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in [{"id": "a", "audio": "a.wav"}]))
     with pytest.raises(ConfigError, match="gain_db"):
         clap.load(None, ["data.gain_db=-1"])
+
+
+def test_training_and_eval_use_the_model_input_rate():
+    """A frontend that resamples inside the model: data is decoded at its INPUT rate, and the model
+    (hence eval, zeroshot, retrieve, which decode at ``model.sample_rate``) expects that same rate."""
+    from avsuite.models.clap import ClapModel
+
+    cfg = clap.load(None, ["frontend.input_sample_rate=48000", "data.sample_rate=48000", "model.text=small_tiny",
+                           "model.freeze_text=false", "model.embed_dim=32"])
+    with pytest.raises(ConfigError, match="frontend expects 48000"):
+        clap.load(None, ["frontend.input_sample_rate=48000"])
+    model = ClapModel(cfg.model, cfg.frontend, pretrained_text=False)
+    assert model.sample_rate == cfg.data.sample_rate == 48000
+    exported = model.export_config()
+    assert exported["frontend"]["input_sample_rate"] == 48000 and exported["model"]["max_seconds"] == cfg.model.max_seconds
