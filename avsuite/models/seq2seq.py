@@ -13,6 +13,7 @@ Model dirs of kind ``ctc_ot``: :func:`model_config` (the ``config.yaml`` dict), 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict
 from typing import Any
@@ -181,11 +182,11 @@ def average_state_dicts(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 # ----------------------------------------------------------------------------- model dirs
 def model_config(stage: str, arch: SpeechArch, frontend: FrontendConfig, tokenizer: dict[str, Any],
                  target_tokenizer: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The ``config.yaml`` dict of a ``ctc_ot`` model dir."""
+    """The ``config.yaml`` dict of a ``ctc_ot`` model dir (no shared objects: YAML would alias them)."""
     cfg = {"kind": "ctc_ot", "stage": stage, "arch": asdict(arch), "frontend": asdict(frontend),
-           "tokenizer": tokenizer, **extra}
+           "tokenizer": copy.deepcopy(tokenizer), **copy.deepcopy(extra)}
     if target_tokenizer is not None:
-        cfg["target_tokenizer"] = target_tokenizer
+        cfg["target_tokenizer"] = copy.deepcopy(target_tokenizer)
     return cfg
 
 

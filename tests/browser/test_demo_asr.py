@@ -20,6 +20,7 @@ pytestmark = pytest.mark.browser
 def asr_model_dir(tmp_path_factory) -> Path:
     """A tiny random-weight ASR model dir (char tokenizer): the UI test needs no trained model."""
     speech = pytest.importorskip("avsuite.models.speech", reason="needs the ctc_ot models (branch ctc-ot)")
+    from avsuite.models.seq2seq import build_model, model_config
     try:
         avsuite.transcribe_files
     except (AttributeError, ImportError):
@@ -34,9 +35,9 @@ def asr_model_dir(tmp_path_factory) -> Path:
     arch = speech.preset("tiny", arch="transformer", d_model=32, n_heads=2, ffn_dim=64, speech_layers=2,
                          text_layers=1, decoder_layers=1, conv_kernel=3, dropout=0.0)
     tok = CharTokenizer.train(["please enter your pin then press the pound key"])
-    cfg = speech.model_config("asr", arch, kaldi_fbank(normalize="utterance"), tok.to_config(), tok.to_config())
+    cfg = model_config("asr", arch, kaldi_fbank(normalize="utterance"), tok.to_config(), tok.to_config())
     out = tmp_path_factory.mktemp("demo-asr") / "model"
-    save_model_dir(out, speech.build_model(cfg).eval().state_dict(), cfg)
+    save_model_dir(out, build_model(cfg).eval().state_dict(), cfg)
     return out
 
 
