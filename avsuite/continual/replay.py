@@ -6,7 +6,8 @@
   iCaRL herding on embeddings (``selection="herding"``) or at random (``"random"``); when new
   classes arrive the older classes keep the first exemplars of their (ordered) lists.
 
-Buffers store example ids and labels only (the recipe maps ids back to audio). ``state_dict()``
+Buffers store example ids and labels only (any hashable ids: ``continual_slu`` uses manifest row
+indices, which its reader's replay mix turns back into audio). ``state_dict()``
 holds plain lists, ints and a generator-state tensor, so it saves in a ``weights_only`` checkpoint.
 """
 

@@ -38,7 +38,8 @@ from torch import Tensor
 from avsuite import viz
 from avsuite.audio.frontend import FrontendConfig, kaldi_fbank
 from avsuite.checkpoint import atomic_write_text
-from avsuite.continual import Scenario, ScenarioError, make_buffer, summarize
+from avsuite.continual import Scenario, make_buffer, summarize
+from avsuite.continual.schedule import TaskLR
 from avsuite.data.pipeline import Reader
 from avsuite.data.rows import ManifestRows
 from avsuite.losses.coconut import coconut_loss
@@ -125,25 +126,6 @@ def _make_model(cfg: Config, sc: Scenario) -> IntentModel:
     return IntentModel(mcfg, cfg.frontend)
 
 
-class TaskLR(torch.optim.lr_scheduler.LambdaLR):
-    """Per-step LR schedule restarted at every task: ``lr_lambda(cfg, total)(step - start)``.
-    ``start`` / ``total`` are plain ints, so they are in the scheduler's state in ``last.ckpt``."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig):
-        self.start, self.total, self._optim = 0, 1, cfg
-        super().__init__(optimizer, lambda step: lr_lambda(self._optim, self.total)(step - self.start))
-
-    def restart(self, total: int) -> None:
-        """Step ``last_epoch`` becomes step 0 of a schedule of ``total`` optimizer steps."""
-        self.start, self.total = self.last_epoch, max(1, total)
-        self._last_lr = [base * self.lr_lambdas[0](self.last_epoch) for base in self.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
-            group["lr"] = lr
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().state_dict().items() if k != "_optim"}
-
-
 # ----------------------------------------------------------------------------- Lightning module
 class ContinualModule(L.LightningModule):
     """The intent model + a frozen teacher (a snapshot after the previous task; in ``last.ckpt``,
@@ -213,7 +195,8 @@ class ContinualModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = adamw_with_schedule(self.model, self.cfg.optim, 1)["optimizer"]
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": TaskLR(opt, self.cfg.optim), "interval": "step"}}
+        sched = TaskLR(opt, lambda total: lr_lambda(self.cfg.optim, total))   # restarted at every task
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["task_sums"] = {"sums": dict(self.sums), "steps": self.steps}

@@ -82,7 +82,8 @@ def test_two_task_run_end_to_end(tmp_path, manifest, method):
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, manifest, kill_step):
     """The real CLI, SIGKILLed mid-run (last.ckpt every step), then --resume: same weights, metrics, tasks."""
     args = ["train", "continual_slu", "--config", str(ROOT / "configs/continual_slu/tiny.yaml"),
-            *OVERRIDES(manifest), "method=coconut", "trainer.checkpoint_every_n_steps=1"]
+            *OVERRIDES(manifest), "method=coconut", "trainer.checkpoint_every_n_steps=1",
+            "optim.scheduler=cosine", "optim.warmup_steps=3"]          # the per-task schedule resumes too
     killed, full, step = kill_and_resume(args, tmp_path, kill_step)
     assert 0 < step < 36, step
     # bit for bit: every tensor equal (the safetensors header's metadata order is not stable across
