@@ -270,3 +270,20 @@ def test_ddp_two_cpu_processes_split_each_task_plan(tmp_path, manifest):
             assert not set(a) & set(b)
             assert sorted(a + b) == want
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_bf16_mixed_precision_trains_and_evaluates(tmp_path, manifest, monkeypatch):
+    """trainer.precision reaches the Trainer: bf16 autocast on CPU for training and the task-end evaluation."""
+    torch.set_num_threads(1)
+    modes, losses = set(), rec.ContinualModule.losses
+
+    def spy(self, batch, task):
+        modes.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return losses(self, batch, task)
+
+    monkeypatch.setattr(rec.ContinualModule, "losses", spy)
+    m = rec.train(_cfg(manifest, "method=coconut", "trainer.precision=bf16-mixed", "scenario.epochs_per_task=2"),
+                  tmp_path / "bf16")
+    assert modes == {(True, torch.bfloat16)}
+    assert math.isfinite(m["avg_acc"]) and m["acc_after_task_0"] >= 0.5
+    assert load_file(tmp_path / "bf16" / "model" / "model.safetensors")["head.weight"].dtype == torch.float32
