@@ -56,33 +56,12 @@ class AudioTextBatch(_Movable):
 
 
 @dataclass(frozen=True)
-class SpeechBatch(_Movable):
-    """Speech + transcripts (tokenisation is the recipe's, it owns the vocabulary)."""
-    audio: Tensor
-    lengths: Tensor
-    texts: list[str]
-    ids: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-
-@dataclass(frozen=True)
 class IntentBatch(_Movable):
     """Spoken commands + intent labels (strings; the recipe maps them to class indices)."""
     audio: Tensor
     lengths: Tensor
     labels: list[str]
     texts: list[str]
-    ids: list[str]
-    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-
-@dataclass(frozen=True)
-class AVBatch(_Movable):
-    """Audio + video frames ``(B, F, C, H, W)`` with frame counts ``(B,)``."""
-    audio: Tensor
-    lengths: Tensor
-    frames: Tensor
-    frame_lengths: Tensor
     ids: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
@@ -103,12 +82,6 @@ def collate_audio_text(examples: list[dict[str, Any]]) -> AudioTextBatch:
     rows = [e["row"] for e in examples]
     return AudioTextBatch(audio, lengths, [row_captions(r) for r in rows], [r.get("label") for r in rows],
                           [e["id"] for e in examples], rows)
-
-
-def collate_speech(examples: list[dict[str, Any]]) -> SpeechBatch:
-    audio, lengths = pad_right([e["wave"] for e in examples])
-    rows = [e["row"] for e in examples]
-    return SpeechBatch(audio, lengths, [r.get("text", "") for r in rows], [e["id"] for e in examples], rows)
 
 
 def collate_intent(examples: list[dict[str, Any]]) -> IntentBatch:

@@ -229,7 +229,8 @@ def _libgomp() -> Any:
 class Reader:
     """Iterable of collated batches; one epoch per ``iter()``, then the epoch advances.
 
-    ``lookahead`` is how many batches the consumer fetches ahead of what it has used, so the
+    The sampler is kept as ``planner`` (Lightning takes any object with a ``sampler`` attribute
+    for a torch DataLoader and tries to rebuild it). ``lookahead`` is how many batches the consumer fetches ahead of what it has used, so the
     saved position is the last batch actually consumed (Lightning's fetcher: 0 for a loader with
     ``__len__``, which this has).
     """
@@ -241,7 +242,7 @@ class Reader:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         self.rows = ManifestRows.of(source)
         self.cfg, self.train, self.collate = cfg, train, collate
-        self.sampler = sampler if sampler is not None else ShuffledBatches(
+        self.planner = sampler if sampler is not None else ShuffledBatches(
             seed=cfg.seed, shuffle=cfg.shuffle and train, bucket_by_length=cfg.bucket_by_length,
             drop_last=cfg.drop_last and train)
         self.load = load or load_row
@@ -274,9 +275,9 @@ class Reader:
     def plan(self) -> list[list[tuple[int, Item]]]:
         """This rank's batches of the current epoch as ``(global batch, slot, item)`` triples (the
         item's seed); cached per epoch and sampler state."""
-        key = (self.epoch, repr(self.sampler))
+        key = (self.epoch, repr(self.planner))
         if self._plan is None or self._plan[0] != key:
-            sampler = self.sampler
+            sampler = self.planner
             if self.allowed is not None:
                 sampler = _Restricted(sampler, self.allowed)
             world = self.world_size
@@ -326,6 +327,10 @@ class Reader:
         for batch in pipe:
             yielded += 1
             self.consumed = max(yielded - self.lookahead, 0)
+            if batch is None and self.world_size > 1:   # the other ranks would wait for this one forever
+                raise RuntimeError(f"rank {self.rank}: every row of batch {yielded} (epoch {epoch}) failed to load "
+                                   f"({self.stats.summary()}); under DDP this would hang the other ranks. "
+                                   "Remove the unreadable rows from the manifest or use a larger data.batch_size")
             if batch is not None:
                 yield batch
         if self.stats.total:
@@ -337,12 +342,12 @@ class Reader:
         return len(self.plan())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "consumed": self.consumed, "sampler": self.sampler.state_dict(),
+        return {"epoch": self.epoch, "consumed": self.consumed, "sampler": self.planner.state_dict(),
                 "skipped": dict(self.stats.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
-        self.sampler.load_state_dict(state.get("sampler", {}))
+        self.planner.load_state_dict(state.get("sampler", {}))
         self._plan = None
 
 
