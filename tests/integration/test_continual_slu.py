@@ -289,3 +289,10 @@ def test_bf16_mixed_precision_trains_and_evaluates(tmp_path, manifest, monkeypat
     assert modes == {(True, torch.bfloat16)}
     assert math.isfinite(m["avg_acc"]) and m["acc_after_task_0"] >= 0.5
     assert load_file(tmp_path / "bf16" / "model" / "model.safetensors")["head.weight"].dtype == torch.float32
+
+
+def test_max_steps_caps_each_task_plan(tmp_path, manifest):
+    torch.set_num_threads(1)
+    m = rec.train(_cfg(manifest, "method=replay", "trainer.max_steps=2"), tmp_path / "cap")
+    tasks = [json.loads((tmp_path / "cap" / "tasks" / f"task_{t}.json").read_text()) for t in (0, 1)]
+    assert m["steps"] == 4 and [t["steps"] for t in tasks] == [2, 2] and m["num_tasks"] == 2
