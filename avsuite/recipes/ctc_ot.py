@@ -244,27 +244,6 @@ def train_reader(cfg: Config, rows: ManifestRows, include: list[int], loader: Sp
                   rank=rank, world_size=world_size)
 
 
-class _ValidModule(AudioDataModule):
-    """:class:`AudioDataModule` whose validation Reader is handed to Lightning behind a plain
-    iterable: Lightning takes any object with a ``sampler`` attribute for a torch DataLoader and
-    fails on the Reader's (``'Reader' object has no attribute 'batch_sampler'``)."""
-
-    def val_dataloader(self):
-        reader = super().val_dataloader()
-        return _Iterable(reader) if isinstance(reader, Reader) else reader
-
-
-class _Iterable:
-    def __init__(self, reader: Reader):
-        self.reader = reader
-
-    def __iter__(self):
-        return iter(self.reader)
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-
 def _skip_metrics(prefix: str, counts: Counter) -> dict[str, float]:
     return {f"{prefix}skipped_{k}": float(v) for k, v in sorted(counts.items())}
 
@@ -289,8 +268,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     vrows, valid_idx = split_rows(cfg.data.valid_manifest or cfg.data.manifest, "valid",
                                   own_file=cfg.data.valid_manifest is not None)
     loader, vloader = speech_loader(cfg, src_tok, tgt_tok), speech_loader(cfg, src_tok, tgt_tok)
-    dm = _ValidModule(cfg.data, collate, train=rows, valid=vrows.select(valid_idx),
-                       sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
+    dm = AudioDataModule(cfg.data, collate, train=rows, valid=vrows.select(valid_idx),
+                         sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
     module = CTCOTModule(model, cfg)
     trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_idx))
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(out, resume))
