@@ -176,6 +176,17 @@ class GracefulStop(Callback):
         raise TrainingInterrupted(self.signum or signal.SIGTERM, trainer.global_step, ckpt)
 
 
+class FinalCheckpoint(Callback):
+    """Write ``last.ckpt`` when training ends (ModelCheckpoint with ``every_n_train_steps`` saves
+    only on multiples of it), so a finished run can be extended with ``--resume``."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.out / "last.ckpt")
+
+
 class FiniteGuard(Callback):
     """Stop on a non-finite training loss BEFORE the step's checkpoint is written."""
 
@@ -211,7 +222,7 @@ def build_trainer(cfg: TrainerConfig, out: Path, *, callbacks: Iterable[Callback
                            every_n_train_steps=cfg.checkpoint_every_n_steps, save_on_train_epoch_end=True)
     ckpt.CHECKPOINT_NAME_LAST = "last"
     # order matters: the guards run before ModelCheckpoint at each step end
-    cbs: list[Callback] = [RngState(), FiniteGuard(), GracefulStop(out), ckpt, *callbacks]
+    cbs: list[Callback] = [RngState(), FiniteGuard(), GracefulStop(out), ckpt, FinalCheckpoint(out), *callbacks]
     if cfg.progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     return L.Trainer(

@@ -101,3 +101,9 @@ def test_weight_decay_groups_skip_norms_biases_and_logit_scale():
     decay, no_decay = param_groups(m, 0.1)
     assert decay["weight_decay"] == 0.1 and [p.shape for p in decay["params"]] == [(4, 4)]
     assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 4  # bias, norm w+b, logit scale
+
+
+def test_last_ckpt_holds_the_final_step(tmp_path):
+    cfg = TrainerConfig(max_steps=7, accelerator="cpu", checkpoint_every_n_steps=5, progress_bar=False)
+    build_trainer(cfg, tmp_path, enable_validation=False).fit(Exploding(bad_step=-1))
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 7
