@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from avsuite.audio.frontend import AudioFrontend, FrontendConfig
+from avsuite.audio.masks import lengths_to_mask, masked_mean
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +84,11 @@ class ConvEncoder(nn.Module):
             lengths = torch.full((feats.shape[0],), feats.shape[-1], device=feats.device)
         for _ in range(self.n_strides):
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-        mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths.clamp(min=1)[:, None]
+        mask = lengths_to_mask(lengths, x.shape[-1], min_len=1)
         x = x.transpose(1, 2)                                          # (B, F', C)
         if self.transformer is not None:
             x = self.transformer(x, src_key_padding_mask=~mask)
-        m = mask[..., None].to(x.dtype)
-        mean = (x * m).sum(1) / m.sum(1).clamp(min=1)
+        mean = masked_mean(x, mask)
         mx = x.masked_fill(~mask[..., None], float("-inf")).amax(1)
         return self.out(torch.cat([mean, mx], dim=-1))
 
