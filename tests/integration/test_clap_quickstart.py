@@ -1,5 +1,12 @@
-"""The quickstart driver end to end on a tiny synthetic 'sounds' manifest (the real corpus build is
-tested by the corpora tests; the full CPU run is the documented `avsuite quickstart`)."""
+"""The quickstart driver end to end.
+
+- On a synthetic 'sounds' manifest (20 tone classes): outputs, a class-disjoint split, metrics that
+  describe the split (chance, counts) and held-out clips of SEEN classes classified far above
+  chance (unseen synthetic classes have no link between name and sound, so their
+  accuracy is not asserted here).
+- On the real ``sounds`` corpus (built or reused from the cache) at a reduced step budget: zero-shot
+  top-1 on the UNSEEN classes above twice chance (the full run reports ~16 % vs 2.8 %).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +21,11 @@ LABELS = ["low hum", "high whistle", "white noise", "clicks", "beeping", "rising
           "bell", "horn", "flute", "organ", "violin", "cello", "drum", "gong", "rain", "wind", "engine"]
 
 
-@pytest.mark.slow
-def test_quickstart_driver_outputs(tmp_path):
-    from avsuite.recipes.clap import run_quickstart as run
-
+def _manifest(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for li, label in enumerate(LABELS):
-        for k in range(3):
+        for k in range(4):
             t = np.arange(int(SR * 0.8)) / SR
             x = np.sin(2 * np.pi * (100 + 150 * li) * t) + rng.normal(size=t.size) * 0.02 * li
             path = tmp_path / f"{li}_{k}.wav"
@@ -30,17 +34,44 @@ def test_quickstart_driver_outputs(tmp_path):
                          "captions": [f"the sound of {label}", f"{label} recording number {k}"]})
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def _labels(path):
+    return [json.loads(x)["label"] for x in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_quickstart_driver_outputs_and_learns(tmp_path):
+    from avsuite.recipes.clap import run_quickstart as run
+
     out = tmp_path / "qs"
-    m = run(out, manifest=manifest, max_minutes=2.0, max_steps=4,
-            overrides=["trainer.progress_bar=false", "data.batch_size=8"])
+    m = run(out, manifest=_manifest(tmp_path), max_minutes=6.0, max_steps=150,
+            overrides=["trainer.progress_bar=false", "data.batch_size=16", "optim.warmup_steps=10"])
     for name in ("model/model.safetensors", "metrics.json", "confusion.png", "loss_curve.png", "similarity.png",
-                 "data/train.jsonl", "data/unseen.jsonl"):
+                 "data/train.jsonl", "data/unseen.jsonl", "data/seen_heldout.jsonl"):
         assert (out / name).is_file(), name
-    train_labels = {json.loads(x)["label"] for x in (out / "data/train.jsonl").read_text().splitlines()}
-    unseen_labels = {json.loads(x)["label"] for x in (out / "data/unseen.jsonl").read_text().splitlines()}
-    assert unseen_labels and not train_labels & unseen_labels          # class-disjoint
-    assert m["zeroshot_chance"] == pytest.approx(1 / len(unseen_labels))
-    assert m["train_steps"] == 4
-    for key in ("zeroshot_top1", "zeroshot_top5", "r1_a2t", "r1_t2a", "order_group_score", "temporal_text_score"):
-        assert key in m and 0.0 <= m[key] <= 1.0, key
+    train, unseen, heldout = (_labels(out / "data" / f) for f in ("train.jsonl", "unseen.jsonl", "seen_heldout.jsonl"))
+    assert unseen and not set(train) & set(unseen) and set(heldout) <= set(train)       # class-disjoint
+    assert m["zeroshot_chance"] == pytest.approx(1 / len(set(unseen)))
+    assert m["zeroshot_n"] == len(unseen) and m["unseen_classes"] == len(set(unseen))
+    assert m["train_steps"] == 150 and m["train_clips"] == len(train)
+    assert 0 <= m["zeroshot_top1"] <= m["zeroshot_top5"] <= 1
+    for key in ("r1_a2t", "r1_t2a", "order_group_score", "temporal_text_score"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["seen_zeroshot_top1"] >= 0.5 > 2 * m["seen_zeroshot_chance"], m      # measured: 1.0 (chance 0.125)
     assert json.loads((out / "metrics.json").read_text()) == pytest.approx(m)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_quickstart_on_the_real_corpus_beats_chance_on_unseen_classes(tmp_path):
+    from avsuite.data.corpora import build, default_corpus_dir
+    from avsuite.recipes.clap import run_quickstart as run
+
+    manifest = build("sounds", default_corpus_dir("sounds"))
+    m = run(tmp_path / "qs", manifest=manifest, max_minutes=12.0, max_steps=150,
+            overrides=["trainer.progress_bar=false"])
+    assert m["unseen_classes"] >= 20 and m["train_steps"] >= 100
+    assert m["zeroshot_top1"] > 2 * m["zeroshot_chance"], m
+    assert m["zeroshot_top5"] > 2 * m["zeroshot_chance_top5"], m
