@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from avsuite.data.corpora import asterisk, intents, sounds
+from avsuite.data.corpora import asterisk, av, intents, sounds
 from avsuite.data.corpora.common import RUNTIME_OPTIONS, clear_outputs, write_json
 
 log = logging.getLogger("avsuite.data.corpora")
@@ -29,7 +29,7 @@ log = logging.getLogger("avsuite.data.corpora")
 MANIFEST = "manifest.jsonl"
 STAMP = ".complete"
 SUMMARY = "summary.json"
-_OUTPUTS = (STAMP, MANIFEST, SUMMARY, "audio", ".work")
+_OUTPUTS = (STAMP, MANIFEST, SUMMARY, "audio", "video", ".work")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ CORPORA: dict[str, Corpus] = {
                        asterisk.format_summary, "English telephone prompts with transcripts + fr/es translations"),
     "intents": Corpus("intents", intents.VERSION, intents.DEFAULTS, intents.build_rows, intents.inputs,
                       intents.format_summary, "spoken intents: OVOS templates x offline TTS voices"),
+    "av": Corpus("av", av.VERSION, av.DEFAULTS, av.build_rows, av.inputs, av.format_summary,
+                 "synthetic talking faces: espeak-ng speech driving rendered mouths (H.264+AAC, 25 fps)"),
 }
 
 
