@@ -78,7 +78,8 @@ def cmd_lipsync(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    return _call(f"avsuite.demos:launch", a.name, Path(a.model), port=a.port)
+    return _call("avsuite.demos:launch", a.name, Path(a.model), port=a.port,
+                 manifests=[Path(m) for m in a.manifest or ()], max_file_mb=a.max_file_mb)
 
 
 def cmd_data_build(a: argparse.Namespace) -> int:
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="demo name, e.g. clap")
     sp.add_argument("--model", required=True)
     sp.add_argument("--port", type=_port, default=7860)
+    sp.add_argument("--manifest", action="append", metavar="FILE",
+                    help="a JSONL manifest the page may search (repeatable); the page opens no other path")
+    sp.add_argument("--max-file-mb", type=_positive_int, default=50, help="largest upload accepted (MB)")
 
     data = sub.add_parser("data", help="build datasets", description="build datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)

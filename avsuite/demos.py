@@ -1,6 +1,8 @@
-"""``avsuite demo <name> --model DIR [--port N]``: start the Gradio app ``demos/<name>_app.py``.
+"""``avsuite demo <name> --model DIR [--port N] [--manifest FILE ...] [--max-file-mb N]``: start the
+Gradio app ``demos/<name>_app.py``.
 
-Each demo module defines ``build_app(model_dir) -> gr.Blocks`` and imports the public ``avsuite``
+Each demo module defines ``build_app(model_dir) -> gr.Blocks`` (``build_app(model_dir, manifests=)``
+when it searches manifests: only those given on the command line, never a path typed in the page) and imports the public ``avsuite``
 API only. The app listens on 127.0.0.1 (never a public address, never ``share=True``) and Gradio's
 telemetry is switched off before gradio is imported (it calls home when a Blocks is built).
 
@@ -11,17 +13,20 @@ telemetry is switched off before gradio is imported (it calls home when a Blocks
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import os
 import socket
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Sequence
 
 #: the top-level demos/ folder of a repo checkout (demos are not part of the installed package)
 DEMOS_DIR = Path(__file__).resolve().parent.parent / "demos"
 HOST = "127.0.0.1"
+#: uploads above this size are refused by the server (Gradio's max_file_size)
+MAX_FILE_MB = 50
 
 
 def _quiet_gradio() -> None:
@@ -60,14 +65,32 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
-def serve(name: str, model_dir: Path, *, port: int = 7860, **launch_kw: Any) -> tuple[Any, str]:
+def _check_manifests(name: str, module: ModuleType, manifests: Sequence[Path]) -> list[Path]:
+    paths = [Path(m).expanduser().resolve() for m in manifests]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"manifest not found (or not a regular file): {p}")
+    if paths and "manifests" not in inspect.signature(module.build_app).parameters:
+        raise ValueError(f"demo {name!r} does not search manifests: drop --manifest")
+    return paths
+
+
+def serve(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[Path] = (),
+          max_file_mb: int = MAX_FILE_MB, **launch_kw: Any) -> tuple[Any, str]:
     """Build demo ``name`` for ``model_dir`` and start it on 127.0.0.1:``port`` (0 = any free port)
-    without blocking. Returns ``(blocks, url)``; stop it with ``blocks.close()``."""
+    without blocking. Returns ``(blocks, url)``; stop it with ``blocks.close()``.
+
+    ``manifests``: the only manifests the page may search (the page never opens a typed path);
+    ``max_file_mb``: uploads larger than this are refused by the server before they are stored."""
     module = load_demo(name)
     model_dir = Path(model_dir)
     if not model_dir.exists():
         raise FileNotFoundError(f"model dir not found: {model_dir}")
-    blocks = module.build_app(model_dir)
+    if not (isinstance(max_file_mb, int) and max_file_mb > 0):
+        raise ValueError(f"max_file_mb must be a positive integer, got {max_file_mb!r}")
+    paths = _check_manifests(name, module, manifests)
+    blocks = module.build_app(model_dir, manifests=paths) if paths else module.build_app(model_dir)
+    launch_kw.setdefault("max_file_size", f"{max_file_mb}mb")
     port = port or free_port()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes of the local URL
     try:
@@ -78,11 +101,12 @@ def serve(name: str, model_dir: Path, *, port: int = 7860, **launch_kw: Any) -> 
     return blocks, f"http://{HOST}:{port}/"
 
 
-def launch(name: str, model_dir: Path, *, port: int = 7860) -> int:
+def launch(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[Path] = (),
+           max_file_mb: int = MAX_FILE_MB) -> int:
     """Start demo ``name`` on 127.0.0.1:``port`` and serve until interrupted (Ctrl+C); returns 0."""
     blocks = None
     try:
-        blocks, url = serve(name, model_dir, port=port)
+        blocks, url = serve(name, model_dir, port=port, manifests=manifests, max_file_mb=max_file_mb)
         print(f"avsuite demo {name}: serving {model_dir} at {url} (Ctrl+C to stop)", flush=True)
         blocks.block_thread()
     except KeyboardInterrupt:  # Ctrl+C before gradio's own handler is in place

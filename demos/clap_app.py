@@ -76,16 +76,24 @@ def _players(hits: list[dict]) -> list[Any]:
 
 
 def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top_k: int,
-             indexes: dict | None = None) -> list[Any]:
+             indexes: dict | None = None, allowed: dict[str, Path] | None = None) -> list[Any]:
     """Text (or example-audio) query -> [hits table, status markdown, MAX_HITS audio player updates].
 
-    ``indexes`` keeps one clip index per (manifest, modification time): a manifest is decoded and
-    embedded on its first query only."""
+    ``manifest`` must be a key of ``allowed`` (the manifests given on the command line, by
+    display name): the page can never make the server open another path. ``indexes`` keeps one
+    clip index per (manifest, modification time): a manifest is embedded on its first query only."""
     empty = pd.DataFrame(columns=["rank", "score", "id", "label", "caption"])
-    path = Path((manifest or "").strip()).expanduser()
     query = (query or "").strip()
+    allowed = allowed or {}
+    if not allowed:
+        return [empty, "**Error:** No manifest to search: start the demo with `--manifest FILE.jsonl`.",
+                *_players([])]
+    if manifest not in allowed:
+        return [empty, f"**Error:** Not one of this demo's manifests; choose one of: "
+                       f"{', '.join(f'`{k}`' for k in allowed)}", *_players([])]
+    path = allowed[manifest]
     if not path.is_file():
-        return [empty, f"**Error:** Manifest not found: `{manifest}`", *_players([])]
+        return [empty, f"**Error:** Manifest `{manifest}` is no longer readable on the server.", *_players([])]
     if not audio_query and not query:
         return [empty, "**Error:** Type a text query, e.g. `a dog barking`, or give an example clip.", *_players([])]
     if not audio_query and Path(query).expanduser().exists():  # rank_clips would read it as an audio file
@@ -108,9 +116,17 @@ def retrieve(model: Any, manifest: str, query: str, audio_query: str | None, top
     return [table, f"{len(hits)} of {total} clips for {what}{note}, in {took:.1f} s.", *_players(hits)]
 
 
-def build_app(model_dir: Path) -> gr.Blocks:
-    """Load the CLAP model once and lay out the two tabs."""
+def manifest_names(manifests: list[Path]) -> dict[str, Path]:
+    """Display name -> path: the file name, or the full path where two names collide."""
+    names = [Path(m).name for m in manifests]
+    return {(n if names.count(n) == 1 else str(m)): Path(m) for n, m in zip(names, manifests)}
+
+
+def build_app(model_dir: Path, manifests: list[Path] | tuple[Path, ...] = ()) -> gr.Blocks:
+    """Load the CLAP model once and lay out the two tabs; the retrieval tab searches only
+    ``manifests`` (given on the command line with ``--manifest``)."""
     model = avsuite.load_model(model_dir)
+    allowed = manifest_names(list(manifests))
     if not callable(getattr(model, "encode_text", None)):
         raise ValueError(f"{model_dir} is not a CLAP model dir (no text tower)")
     with gr.Blocks(title="avsuite CLAP demo") as app:
@@ -130,7 +146,9 @@ def build_app(model_dir: Path) -> gr.Blocks:
             button.click(lambda a, t: classify(model, a, t), [audio, labels], [ranked, plot, status])
         with gr.Tab("Retrieval"):
             with gr.Row():
-                manifest = gr.Textbox(label="Manifest (JSONL path)", elem_id="rt-manifest", scale=3)
+                manifest = gr.Dropdown(choices=list(allowed), value=next(iter(allowed), None), scale=3,
+                                       label="Manifest (the ones this demo was started with)",
+                                       allow_custom_value=False, elem_id="rt-manifest")
                 query = gr.Textbox(label="Text query", value="a dog barking", elem_id="rt-query", scale=3)
                 top_k = gr.Slider(1, MAX_HITS, value=MAX_HITS, step=1, label="Top k", scale=1)
             example = gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="rt-example",
@@ -141,6 +159,6 @@ def build_app(model_dir: Path) -> gr.Blocks:
             with gr.Row():
                 players = [gr.Audio(visible=False, interactive=False, elem_id=f"rt-audio-{i}") for i in range(MAX_HITS)]
             indexes: dict = {}
-            search.click(lambda m, q, e, k: retrieve(model, m, q, e, k, indexes), [manifest, query, example, top_k],
+            search.click(lambda m, q, e, k: retrieve(model, m, q, e, k, indexes, allowed), [manifest, query, example, top_k],
                          [table, rt_status, *players])
     return app

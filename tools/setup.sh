@@ -32,6 +32,9 @@ fi
 touch requirements/nodeps.txt
 HASH=$(cat requirements/lock.txt requirements/nodeps.txt <("$PY" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-16)
 ENV="$CACHE/env-$HASH"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.setup.lock"
+flock 9   # two set-ups at once (CI jobs, clones) wait for each other instead of racing on one env
 if [ ! -f "$ENV/.complete" ]; then
   echo "[setup] creating the pinned environment $ENV (torch is ~8.5 GB: a few minutes, once)"
   rm -rf "$ENV"; mkdir -p "$CACHE"

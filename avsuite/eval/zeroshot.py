@@ -79,15 +79,37 @@ def load_rows_audio(rows: Sequence[dict], sr: int) -> tuple[list[Tensor], list[d
     return waves, kept, errors
 
 
+#: per-clip error when a clip's features/embedding are NaN/inf (e.g. float samples near 1e20)
+NONFINITE = "the model's features for this clip are not finite (NaN/inf)"
+
+
+def nonfinite_reason(wave: Tensor) -> str:
+    """Why a clip's embedding is not finite, for the per-file error line."""
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    hint = f": sample peak {peak:.3g}, far above full scale" if peak > 1e3 else ""
+    return NONFINITE + hint
+
+
+def finite_rows(emb: Tensor) -> Tensor:
+    """``(N, D)`` -> ``(N,)`` bool: rows with only finite values."""
+    return torch.isfinite(emb).all(dim=-1) if emb.numel() else torch.ones(len(emb), dtype=torch.bool)
+
+
 def embed_rows(model: Any, rows: Sequence[dict], batch_size: int = 16, chunk: int = 256
                ) -> tuple[Tensor, list[dict], list[dict]]:
     """Decode at ``model.sample_rate`` (the rate it was trained at) and embed ``chunk`` rows at a
-    time (memory bounded by the chunk) -> (``(N, D)`` embeddings, kept rows, errors)."""
+    time (memory bounded by the chunk) -> (``(N, D)`` embeddings, kept rows, errors). A clip whose
+    embedding is not finite goes to the errors (never into scores)."""
     embs, kept, errors = [], [], []
     for s in range(0, len(rows), chunk):
         waves, k, e = load_rows_audio(rows[s:s + chunk], model.sample_rate)
         if waves:
-            embs.append(embed_waves(model, waves, batch_size))
+            emb = embed_waves(model, waves, batch_size)
+            ok = finite_rows(emb)
+            for i in torch.nonzero(~ok).flatten().tolist():
+                e.append({"id": k[i].get("id"), "audio": k[i].get("audio"), "error": nonfinite_reason(waves[i])})
+            embs.append(emb[ok])
+            k = [r for r, good in zip(k, ok.tolist()) if good]
         kept += k
         errors += e
     return (torch.cat(embs) if embs else torch.zeros(0, 0)), kept, errors

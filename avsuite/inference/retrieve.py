@@ -45,7 +45,7 @@ def rank_clips(model: Any, rows: list[dict] | ClipIndex, query: str, top_k: int 
                ) -> tuple[list[dict[str, Any]], int]:
     """-> (hits best first, number of skipped clips). ``rows`` is a manifest's rows (embedded now)
     or a :class:`ClipIndex`. Raises ValueError for an unusable query."""
-    from avsuite.eval.zeroshot import embed_waves
+    from avsuite.eval.zeroshot import embed_waves, nonfinite_reason
     from avsuite.inference.zeroshot import load_for_model
 
     if not str(query).strip():
@@ -58,8 +58,12 @@ def rank_clips(model: Any, rows: list[dict] | ClipIndex, query: str, top_k: int 
             if wave is None:
                 raise ValueError(f"audio query {query}: {reason}")
             q = embed_waves(model, [wave])[0]
+            if not bool(torch.isfinite(q).all()):
+                raise ValueError(f"audio query {query}: {nonfinite_reason(wave)}")
         else:
             q = model.encode_text([query])[0].float().cpu()
+            if not bool(torch.isfinite(q).all()):
+                raise ValueError("the model's text embedding of the query is not finite: the model dir is broken")
     scores = emb @ q
     top = scores.topk(min(top_k, len(kept)))
     hits = []
@@ -76,15 +80,16 @@ def run_retrieve(model_dir: str | Path, manifest: str | Path, query: str, top_k:
     """Print the ``top_k`` clips of ``manifest`` for ``query``; returns the exit status (0).
     Use :func:`rank_clips` for the hits as data."""
     from avsuite.eval.benchmarks import load_eval_rows
+    from avsuite.inference.zeroshot import one_line
     from avsuite.models.registry import load_model
 
     model = load_model(model_dir)
     hits, skipped = rank_clips(model, load_eval_rows(manifest), query, top_k)
     stream = stream or sys.stdout
     if skipped:
-        print(json.dumps({"skipped": skipped}) if as_json else f"({skipped} clips skipped: not decodable)",
+        print(json.dumps({"skipped": skipped}, allow_nan=False) if as_json else f"({skipped} clips skipped: not decodable)",
               file=stream)
     for h in hits:
-        print(json.dumps(h) if as_json else f"{h['rank']:>3}  {h['score']:.3f}  {h['id']}  "
-              f"[{h['label']}]  {h['caption'] or ''}", file=stream)
+        print(json.dumps(h, allow_nan=False) if as_json else f"{h['rank']:>3}  {h['score']:.3f}  {one_line(str(h['id']))}  "
+              f"[{one_line(str(h['label']))}]  {one_line(h['caption'] or '')}", file=stream)
     return 0

@@ -14,7 +14,9 @@ reads (8/16/24/32-bit int, float) is accepted; long audio is centre-cropped or f
 from __future__ import annotations
 
 import json
+import math
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
@@ -78,11 +80,13 @@ def map_files(files: Sequence[str | Path], sr: int, fn: Callable[[torch.Tensor],
 def classify_files(model: Any, labels: list[str], files: Sequence[str | Path], *, top_k: int = 5,
                    templates: Sequence[str] | None = None, batch_size: int = BATCH) -> list[dict[str, Any]]:
     """One result dict per file, in input order (see module docstring)."""
-    from avsuite.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, embed_waves
+    from avsuite.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, embed_waves, nonfinite_reason
 
     with torch.no_grad():
         classes = class_embeddings(model, labels, templates or DEFAULT_TEMPLATES).float().cpu()
         scale = float(model.logit_scale.exp())
+    if not (bool(torch.isfinite(classes).all()) and math.isfinite(scale)):
+        raise ValueError("the model's text embeddings or logit scale are not finite: the model dir is broken")
     k = max(1, min(top_k, len(labels)))
     files = list(files)
     results: list[dict[str, Any]] = []
@@ -94,6 +98,11 @@ def classify_files(model: Any, labels: list[str], files: Sequence[str | Path], *
         if ok:
             emb = embed_waves(model, [loaded[i][0] for i in ok], batch_size)
             probs = torch.softmax(scale * emb @ classes.T, dim=-1)
+            finite = torch.isfinite(probs).all(dim=-1)
+            for j in torch.nonzero(~finite).flatten().tolist():      # never a NaN score
+                loaded[ok[j]] = (None, nonfinite_reason(loaded[ok[j]][0]))
+            ok = [i for j, i in enumerate(ok) if finite[j]]
+            probs = probs[finite]
         row_of = {i: j for j, i in enumerate(ok)}
         for i, f in enumerate(chunk):
             if i not in row_of:
@@ -105,11 +114,25 @@ def classify_files(model: Any, labels: list[str], files: Sequence[str | Path], *
     return results
 
 
+def display_name(name: str) -> str:
+    """A file name safe for one-line-per-file text output: names holding control characters
+    (newline, tab, escape, ...) or ": " are printed JSON-quoted and escaped; others as they are."""
+    if any(unicodedata.category(c) == "Cc" for c in name) or ": " in name or name != name.strip():
+        return json.dumps(name)
+    return name
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``), so it stays on one line."""
+    return "".join(json.dumps(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+
+
 def format_result(res: dict[str, Any]) -> str:
+    name = display_name(res["file"])
     if "error" in res:
-        return f"{res['file']}: ERROR: {res['error']}"
-    top = ", ".join(f"{lab} ({sc:.3f})" for lab, sc in zip(res["labels"], res["scores"]))
-    return f"{res['file']}: {top}"
+        return f"{name}: ERROR: {one_line(str(res['error']))}"
+    top = ", ".join(f"{one_line(lab)} ({sc:.3f})" for lab, sc in zip(res["labels"], res["scores"]))
+    return f"{name}: {top}"
 
 
 def run_zeroshot(model_dir: str | Path, labels: Sequence[str] | str, files: Sequence[str | Path], *,
@@ -129,5 +152,5 @@ def run_zeroshot(model_dir: str | Path, labels: Sequence[str] | str, files: Sequ
     results = classify_files(model, labels, files, top_k=top_k, templates=templates, batch_size=batch_size)
     stream = stream or sys.stdout
     for res in results:
-        print(json.dumps(res) if as_json else format_result(res), file=stream, flush=True)
+        print(json.dumps(res, allow_nan=False) if as_json else format_result(res), file=stream, flush=True)
     return 1 if any("error" in r for r in results) else 0

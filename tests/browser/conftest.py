@@ -72,8 +72,8 @@ def serve_demo(loopback_only):
 
     started = []
 
-    def start(name: str, model_dir: Path) -> str:
-        blocks, url = serve(name, model_dir, port=0)
+    def start(name: str, model_dir: Path, **kw) -> str:
+        blocks, url = serve(name, model_dir, port=0, **kw)
         started.append(blocks)
         assert url.startswith("http://127.0.0.1:")
         return url
