@@ -16,6 +16,7 @@ periodic Hann, centred with REFLECT padding (librosa 0.7's default, which Wav2Li
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ def _mel(wave: Tensor, cfg: Wav2LipMelConfig, window: Tensor, fb: Tensor) -> Ten
     return out.reshape(*lead, cfg.n_mels, out.shape[-1])
 
 
+@functools.lru_cache(maxsize=8)
 def _buffers(cfg: Wav2LipMelConfig) -> tuple[Tensor, Tensor]:
     window = torch.hann_window(cfg.win_length, periodic=True)
     fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.sample_rate, cfg.n_mels, cfg.f_min, cfg.f_max,
@@ -97,8 +99,8 @@ class Wav2LipMel(nn.Module):
         super().__init__()
         self.cfg = cfg
         window, fb = _buffers(cfg)
-        self.register_buffer("window", window, persistent=False)
-        self.register_buffer("fb", fb, persistent=False)
+        self.register_buffer("window", window.clone(), persistent=False)
+        self.register_buffer("fb", fb.clone(), persistent=False)
 
     def forward(self, wave: Tensor) -> Tensor:
         """``(..., T)`` -> ``(..., n_mels, 1 + T // hop)``."""

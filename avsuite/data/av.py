@@ -1,0 +1,239 @@
+"""The video stage of the one reader: AV manifest rows -> SyncNet examples (positives + negatives).
+
+    reader = Reader(manifest, cfg, train=True, collate=collate_sync, load=SyncLoad())
+    batch = next(iter(reader))         # SyncBatch: frames (B, 3T, H/2, W), mel (B, 1, 80, S), label (B,)
+
+Rows: ``{"id", "audio", "video", "duration", "sr", "fps", "n_frames", ["face_box": [x0, y0, x1, y1]]}``
+(AV corpus; ``face_box`` in pixels, else ``cfg.crop_box`` as fractions of the frame). Same Reader,
+same plan / shuffle / rank sharding / state as every recipe: only the load function is new.
+
+Per item (row i, generator seeded by (seed, epoch, batch, slot), so a resumed run reads the same):
+
+- a window start s (uniform over the windows whose frames and mel exist); frames s..s+T-1 are
+  decoded (:func:`decode_video`), cropped to the face box, resized to ``face_size x face_width``
+  (bilinear, antialiased, rounded to uint8) and cut to their lower half;
+- label 1 with probability ``positive_prob``: the mel window of the same clip at ``int(80 s / fps)``;
+- label 0 otherwise: with probability ``other_clip_prob`` the audio of ANOTHER clip (random window),
+  else the same clip's audio at a start s' with ``|s' - s| >= min_shift`` frames (``hard_min_shift``
+  from epoch ``hard_from_epoch`` on: the curriculum "easy negatives first").
+
+The mel is the Wav2Lip mel of the whole clip (:mod:`avsuite.audio.wav2lip_mel`), sliced as Wav2Lip does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avsuite.audio.wav2lip_mel import mel_start, wav2lip_mel
+from avsuite.data.batches import _Movable
+from avsuite.data.pipeline import DataConfig, ItemContext, SkipRow
+
+KINDS = ("pos", "other", "shift")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncDataConfig(DataConfig):
+    """DataConfig + the SyncNet window and negative sampling."""
+    #: video frames per window (5: Wav2Lip, 16: LatentSync)
+    n_frames: int = 5
+    #: mel frames per window (16 for 5 frames at 25 fps, 52 for 16)
+    mel_steps: int = 16
+    #: the face crop is resized to face_size (H) x face_width (W); the model sees its lower half
+    face_size: int = 64
+    face_width: int = 64
+    #: face box as fractions (x0, y0, x1, y1) of the frame, for rows without a "face_box"
+    crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    positive_prob: float = 0.5
+    #: fraction of the negatives that take another clip's audio (the rest: the same clip, shifted)
+    other_clip_prob: float = 0.5
+    #: shifted negatives: |s' - s| >= min_shift frames ...
+    min_shift: int = 5
+    #: ... and >= hard_min_shift from epoch hard_from_epoch on (null: never)
+    hard_min_shift: int = 2
+    hard_from_epoch: int | None = None
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_frames < 1 or self.mel_steps < 1 or self.face_size < 2 or self.face_width < 1:
+            raise ValueError("n_frames, mel_steps, face_width must be >= 1 and face_size >= 2")
+        x0, y0, x1, y1 = self.crop_box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
+        for key in ("positive_prob", "other_clip_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.min_shift < 1 or self.hard_min_shift < 1:
+            raise ValueError("min_shift and hard_min_shift must be >= 1")
+
+
+# ----------------------------------------------------------------------------- frames
+def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray | None:
+    """Frames ``start .. start+count-1`` of row ``i``'s video, ``(count, H, W, 3)`` uint8 RGB;
+    None after counting (``unreadable``) when the file cannot be read (raises when strict)."""
+    from avsuite.video.io import VideoDecodeError, read_video
+
+    row = ctx.row(i)
+    if not row.get("video"):
+        ctx.skip("no_video", f"{row['id']}: the row has no 'video'")
+        return None
+    try:
+        frames, _ = read_video(row["video"], start=start, count=count)
+    except VideoDecodeError as exc:
+        if ctx.cfg.strict:
+            raise
+        ctx.stats.add("unreadable", f"{row['id']}: {exc.reason}")
+        return None
+    return frames
+
+
+def box_pixels(row: dict[str, Any], shape: tuple[int, int], crop_box: tuple[float, ...]) -> tuple[int, int, int, int]:
+    """The row's ``face_box`` (pixels) or ``crop_box`` (fractions) as integer ``(x0, y0, x1, y1)``."""
+    h, w = shape
+    if row.get("face_box"):
+        x0, y0, x1, y1 = (float(v) for v in row["face_box"])
+    else:
+        x0, y0, x1, y1 = crop_box[0] * w, crop_box[1] * h, crop_box[2] * w, crop_box[3] * h
+    x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
+    x1, y1 = min(w, max(x0 + 1, int(round(x1)))), min(h, max(y0 + 1, int(round(y1))))
+    return x0, y0, x1, y1
+
+
+def crop_faces(frames: np.ndarray | Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, size_h, size_w, 3)`` uint8: the box, bilinear + antialias, rounded."""
+    x0, y0, x1, y1 = box
+    x = torch.as_tensor(np.asarray(frames))[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def frames_to_input(faces: Tensor, pixel_range: str = "unit") -> Tensor:
+    """``(B, T, H, W, 3)`` uint8 RGB face crops -> ``(B, 3T, H - H // 2, W)`` float: lower half,
+    frames concatenated frame-major along channels (Wav2Lip / LatentSync), in [0, 1] or [-1, 1]."""
+    b, t, h, w, c = faces.shape
+    x = faces[:, :, h // 2:].permute(0, 1, 4, 2, 3).reshape(b, t * c, h - h // 2, w).float() / 255.0
+    return x * 2 - 1 if pixel_range == "signed" else x
+
+
+# ----------------------------------------------------------------------------- windows
+def n_windows(n_frames: int, n_mel: int, fps: float, window: int, mel_steps: int) -> int:
+    """Number of valid window starts s: frames s..s+window-1 exist and the mel window fits."""
+    n = max(0, n_frames - window + 1)
+    while n > 0 and mel_start(n - 1, fps) + mel_steps > n_mel:
+        n -= 1
+    return n
+
+
+def _randint(gen: torch.Generator, n: int) -> int:
+    return int(torch.randint(n, (), generator=gen))
+
+
+def _shifted(gen: torch.Generator, s: int, n: int, min_shift: int) -> int | None:
+    """A start in [0, n) at least ``min_shift`` frames from ``s`` (None when there is none)."""
+    choices = [t for t in range(n) if abs(t - s) >= min_shift]
+    return choices[_randint(gen, len(choices))] if choices else None
+
+
+@dataclass
+class _Audio:
+    mel: Tensor           # (80, F)
+    fps: float
+    n_win: int
+
+
+@dataclass
+class SyncLoad:
+    """The reader's ``load(ctx, item, gen)`` for SyncNet training / evaluation (see module doc)."""
+    #: row indices another-clip negatives may draw from (None: every row)
+    pool: list[int] | None = None
+
+    def _audio(self, ctx: ItemContext, i: int, gen: torch.Generator) -> _Audio | None:
+        row, cfg = ctx.row(i), ctx.cfg
+        fps, n_frames = float(row.get("fps") or 25.0), row.get("n_frames")
+        wave = ctx.decode(i, gen, crop_seconds=None)
+        if wave is None:
+            return None
+        if wave.numel() <= 400:
+            ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
+            return None
+        mel = wav2lip_mel(wave)
+        if n_frames is None:
+            n_frames = int(math.floor(wave.numel() / cfg.sample_rate * fps))
+        n = n_windows(int(n_frames), mel.shape[-1], fps, cfg.n_frames, cfg.mel_steps)
+        if n < 1:
+            ctx.skip("too_short", f"{row['id']}: shorter than one {cfg.n_frames}-frame window")
+            return None
+        return _Audio(mel, fps, n)
+
+    def __call__(self, ctx: ItemContext, item: Any, gen: torch.Generator) -> dict[str, Any] | None:
+        cfg: SyncDataConfig = ctx.cfg               # type: ignore[assignment]
+        i = int(item)
+        own = self._audio(ctx, i, gen)
+        if own is None:
+            return None
+        s = _randint(gen, own.n_win)
+        u, v = float(torch.rand((), generator=gen)), float(torch.rand((), generator=gen))
+        kind = "pos" if u < cfg.positive_prob else ("other" if v < cfg.other_clip_prob else "shift")
+        mel, fps_a, start_a = own.mel, own.fps, s
+        if kind == "shift":
+            hard = cfg.hard_from_epoch is not None and ctx.epoch >= cfg.hard_from_epoch
+            t = _shifted(gen, s, own.n_win, cfg.hard_min_shift if hard else cfg.min_shift)
+            if t is None:                            # clip too short to shift: take another clip's audio
+                kind = "other"
+            else:
+                start_a = t
+        if kind == "other":
+            other = self._other(ctx, i, gen)
+            if other is None:
+                raise SkipRow("no_negative", f"{ctx.row(i)['id']}: no other clip to draw a negative from")
+            mel, fps_a, start_a = other.mel, other.fps, _randint(gen, other.n_win)
+        frames = decode_video(ctx, i, s, cfg.n_frames)
+        if frames is None:
+            return None
+        row = ctx.row(i)
+        faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], cfg.crop_box), (cfg.face_size, cfg.face_width))
+        m0 = mel_start(start_a, fps_a)
+        return {"id": row["id"], "faces": faces, "mel": mel[:, m0:m0 + cfg.mel_steps].clone(),
+                "label": 1.0 if kind == "pos" else 0.0, "kind": kind, "start": s, "audio_start": start_a}
+
+    def _other(self, ctx: ItemContext, i: int, gen: torch.Generator) -> _Audio | None:
+        pool = self.pool if self.pool is not None else range(len(ctx.rows))
+        pool = [j for j in pool if j != i]
+        for _ in range(4):                          # an unreadable other clip: try another
+            if not pool:
+                return None
+            j = pool[_randint(gen, len(pool))]
+            got = self._audio(ctx, j, gen)
+            if got is not None:
+                return got
+        return None
+
+
+@dataclass(frozen=True)
+class SyncBatch(_Movable):
+    """``frames (B, 3T, H/2, W)`` float in [0, 1] (lower halves, frame-major channels),
+    ``mel (B, 1, 80, S)``, ``label (B,)`` float (1 = in sync), ``kinds`` ("pos" / "other" / "shift")."""
+    frames: Tensor
+    mel: Tensor
+    label: Tensor
+    ids: list[str]
+    kinds: list[str] = field(default_factory=list)
+
+
+def collate_sync(examples: list[dict[str, Any]]) -> SyncBatch:
+    faces = torch.stack([e["faces"] for e in examples])                   # (B, T, H, W, 3) uint8
+    return SyncBatch(frames=frames_to_input(faces), mel=torch.stack([e["mel"] for e in examples])[:, None],
+                     label=torch.tensor([e["label"] for e in examples], dtype=torch.float32),
+                     ids=[e["id"] for e in examples], kinds=[e["kind"] for e in examples])
+
+
+__all__ = ["SyncDataConfig", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
+           "frames_to_input", "n_windows", "KINDS"]
