@@ -208,12 +208,23 @@ def safe_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+#: a config is a page of values; anything larger is a mistake (or an attack on the parser)
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found (or not a regular file): {path}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size} bytes; config files are limited to {MAX_CONFIG_BYTES} bytes")
     try:
-        data = safe_yaml(path.read_text()) or {}
+        text = path.read_bytes()[:MAX_CONFIG_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = safe_yaml(text) or {}
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:

@@ -26,6 +26,36 @@ MAX_LINE_BYTES = 1 << 20
 _STR_FIELDS = ("id", "audio", "text", "label", "lang", "video", "split", "source", "license", "speaker")
 
 
+def iter_lines(fh: Any) -> Iterable[tuple[int, int, bytes | int]]:
+    """``(line number, byte offset, raw line)`` of a binary file; a line longer than
+    :data:`MAX_LINE_BYTES` comes as its length (an int) and is never held in memory whole."""
+    lineno, pos = 0, 0
+    while True:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        lineno += 1
+        start, pos = pos, pos + len(raw)
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):       # drain the rest of the long line
+                raw = fh.readline(1 << 20)
+                pos += len(raw)
+            yield lineno, start, pos - start
+            continue
+        yield lineno, start, raw
+
+
+def parse_line(raw: bytes | int) -> tuple[Any, str | None]:
+    """-> ``(row, None)`` or ``(None, problem)`` for one manifest line (see :func:`iter_lines`)."""
+    if isinstance(raw, int) or len(raw) > MAX_LINE_BYTES:
+        size = raw if isinstance(raw, int) else len(raw)
+        return None, f"line is {size / 2**20:.1f} MB; rows are limited to 1 MB"
+    try:
+        return json.loads(raw), None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        return None, f"invalid JSON ({getattr(exc, 'msg', None) or type(exc).__name__})"
+
+
 class ManifestError(ValueError):
     """A manifest cannot be read or has invalid rows; ``errors`` lists ``(line, message)``."""
 
@@ -69,17 +99,13 @@ def read_manifest(path: str | Path, *, resolve: bool = True) -> list[dict[str, A
     if not path.is_file():
         raise ManifestError(path, [(0, "manifest file not found")])
     rows, errors, seen = [], [], {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for lineno, _, raw in iter_lines(fh):
+            if isinstance(raw, bytes) and not raw.strip():
                 continue
-            if len(line) > MAX_LINE_BYTES:
-                errors.append((lineno, f"line is {len(line) / 2**20:.1f} MB; rows are limited to 1 MB"))
-                continue
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                errors.append((lineno, f"invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})"))
+            row, problem = parse_line(raw)
+            if problem:
+                errors.append((lineno, problem))
                 continue
             problems = validate_row(row)
             if not problems and row["id"] in seen:

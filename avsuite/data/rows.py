@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from avsuite.data.manifest import MAX_LINE_BYTES, ManifestError, validate_row
+from avsuite.data.manifest import MAX_LINE_BYTES, ManifestError, iter_lines, parse_line, validate_row
 
 
 def _resolve(row: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -50,19 +50,12 @@ class ManifestRows:
         seen: dict[int, int] = {}               # hash(id) -> line (exact check on collision)
         errors: list[tuple[int, str]] = []
         with open(path, "rb") as fh:
-            pos, lineno = 0, 0
-            for raw in fh:
-                lineno += 1
-                start, pos = pos, pos + len(raw)
-                if not raw.strip():
+            for lineno, start, raw in iter_lines(fh):
+                if isinstance(raw, bytes) and not raw.strip():
                     continue
-                if len(raw) > MAX_LINE_BYTES:
-                    errors.append((lineno, f"line is {len(raw) / 2**20:.1f} MB; rows are limited to 1 MB"))
-                    continue
-                try:
-                    row = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                    errors.append((lineno, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)})"))
+                row, problem = parse_line(raw)
+                if problem:
+                    errors.append((lineno, problem))
                     continue
                 problems = validate_row(row)
                 if not problems:
