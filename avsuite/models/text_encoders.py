@@ -93,6 +93,9 @@ class HFTextEncoder(nn.Module):
         return super()._load_from_state_dict(*args, **kwargs)
 
     def _encode(self, texts: list[str], device: torch.device) -> Tensor:
+        # cut before tokenizing: a token spans far fewer than 32 characters, and a 1 MB caption must
+        # not cost the tokenizer gigabytes (it builds offsets for the whole string before truncating)
+        texts = [t[: self.max_tokens * 32] for t in texts]
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                              return_tensors="pt").to(device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
@@ -117,7 +120,7 @@ class HashTokenizer:
         """-> ``ids (B, L)`` and ``mask (B, L)`` (True for real tokens); every row starts with cls."""
         rows = []
         for text in texts:
-            words = _WORD.findall(str(text).lower())[: self.max_tokens - 1]
+            words = _WORD.findall(str(text)[: self.max_tokens * 32].lower())[: self.max_tokens - 1]
             rows.append([1] + [2 + zlib.crc32(w.encode()) % (self.vocab_size - 2) for w in words])
         n = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), n, dtype=torch.long)

@@ -104,3 +104,16 @@ def test_a_huge_manifest_line_is_skipped_without_holding_it(tmp_path):
     bad.write_bytes(ok + b"\n" + b'{"id": "\xe9", "audio": "x.wav"}\n')
     with pytest.raises(ManifestError, match="latin1.jsonl:2: invalid JSON"):
         read_manifest(bad)
+
+
+def test_a_megabyte_caption_costs_what_its_first_tokens_cost():
+    """A 1 MB caption (the longest a manifest line allows) is cut before tokenizing: same embedding
+    as its first tokens, and no per-character work on the rest."""
+    import torch
+
+    from avsuite.models.text_encoders import HashTokenizer
+
+    tok = HashTokenizer(vocab_size=512, max_tokens=16)
+    long = "a dog barks loudly " * 60_000                                   # ~1.1 MB
+    ids, mask = tok([long, "a dog barks loudly " * 8])
+    assert torch.equal(ids[0], ids[1]) and torch.equal(mask[0], mask[1])
