@@ -31,6 +31,8 @@ from avsuite.data.pipeline import DataConfig, Reader
 from avsuite.data.rows import ManifestRows
 from avsuite.video.io import VideoDecodeError, read_video, write_video
 
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # big reprs of bytes
+
 SCALE = max(1, int(os.environ.get("AVSUITE_FUZZ_SCALE", "1")))
 #: wall-clock bound per case: a decoder that takes longer is treated as a hang
 CASE_SECONDS = 10.0
