@@ -46,7 +46,21 @@ def files(tmp_path_factory):
     return out
 
 
-def test_huge_float_samples_give_an_error_line_not_nan_scores(model_dir, files):
+def test_implausible_amplitudes_are_refused_at_decode(model_dir, files):
+    res = classify_files(load_model(model_dir), ["dog", "rain"], [files["good"], files["huge"], files["near_max"]])
+    assert "scores" in res[0]
+    assert [r["error"].split(":")[0] for r in res[1:]] == ["implausible amplitude"] * 2, res
+
+
+@pytest.fixture
+def no_amplitude_limit(monkeypatch):
+    """Let the 1e20 files through the decoder to exercise the second line of defence."""
+    import avsuite.audio.io as aio
+
+    monkeypatch.setattr(aio, "MAX_FLOAT_PEAK", float("inf"))
+
+
+def test_huge_float_samples_give_an_error_line_not_nan_scores(model_dir, files, no_amplitude_limit):
     model = load_model(model_dir)
     order = [files["good"], files["huge"], files["near_max"]]
     res = classify_files(model, ["dog", "rain"], order)
@@ -61,7 +75,7 @@ def test_huge_float_samples_give_an_error_line_not_nan_scores(model_dir, files):
     assert len(lines) == 3 and "labels" in lines[0] and "error" in lines[1] and "error" in lines[2]
 
 
-def test_retrieval_skips_and_counts_a_nonfinite_clip(model_dir, files):
+def test_retrieval_skips_and_counts_a_nonfinite_clip(model_dir, files, no_amplitude_limit):
     model = load_model(model_dir)
     rows = [{"id": "good", "audio": str(files["good"])}, {"id": "huge", "audio": str(files["huge"])}]
     emb, kept, errors = embed_rows(model, rows)
