@@ -53,7 +53,10 @@ class HFTextEncoder(nn.Module):
         self.path = str(path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         if pretrained:
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            if not any(path.glob("*.safetensors")):   # never unpickle a .bin from a directory we were handed
+                raise ValueError(f"text tower: {path} has no *.safetensors weights; avsuite loads weights from "
+                                 "safetensors only (convert pytorch_model.bin with transformers' save_pretrained)")
+            self.model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         else:
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(path), local_files_only=True))
         self.max_tokens = max_tokens

@@ -152,7 +152,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False, callbacks: Sequence[L
     trainer = build_trainer(cfg.trainer, out, enable_validation=False, callbacks=callbacks)
     if trainer.is_global_zero:
         write_config(out, cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(out, resume))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(out, resume, module))
     reader = datamodule.train_reader()
     kept = len(reader.rows) if reader.allowed is None else len(reader.allowed)
     metrics: dict[str, float] = {"train_clips": float(kept), "skipped_clips": float(len(reader.rows) - kept),

@@ -323,14 +323,35 @@ def export_model(out: Path, state_dict: dict[str, torch.Tensor], model_config: d
     return save_model_dir(Path(out) / "model", state_dict, model_config)
 
 
-def resume_path(out: Path, resume: bool) -> str | None:
-    """``out/last.ckpt`` when resuming (clear error when it is missing), else None."""
+def resume_path(out: Path, resume: bool, module: Any = None) -> str | None:
+    """``out/last.ckpt`` when resuming (clear error when it is missing), else None. With
+    ``module``, the checkpoint's weights must fit it (names and shapes): resuming with another
+    architecture is one clear error, not a state-dict traceback from inside Lightning."""
     if not resume:
         return None
     path = Path(out) / "last.ckpt"
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume")
+    if module is not None:
+        check_resume_fits(path, module)
     return str(path)
+
+
+def check_resume_fits(path: Path, module: Any) -> None:
+    try:
+        saved = torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("state_dict", {})
+    except Exception as exc:  # noqa: BLE001 - unreadable: say so instead of Lightning's traceback
+        raise ValueError(f"--resume: cannot read {path} ({exc.__class__.__name__}): start a new --out") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    shapes = sorted(k for k in set(own) & set(saved) if tuple(own[k].shape) != tuple(saved[k].shape))
+    if missing or extra or shapes:
+        parts = [f"{len(v)} {what} (e.g. {', '.join(v[:2])})" for what, v in
+                 (("missing", missing), ("unexpected", extra), ("with another shape", shapes)) if v]
+        raise ValueError(f"--resume: {path} was trained with a different model than this config builds: "
+                         f"{'; '.join(parts)} tensors. Use the run's own config ({Path(path).parent}/config.yaml) "
+                         "or a new --out")
 
 
 def is_global_zero() -> bool:

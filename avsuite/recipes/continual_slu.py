@@ -46,7 +46,7 @@ from avsuite.losses.coconut import coconut_loss
 from avsuite.losses.distill import kd_loss
 from avsuite.models.intent import IntentModel, IntentModelConfig
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
-                                    lr_lambda, resume_path, write_config, write_metrics)
+                                    check_resume_fits, lr_lambda, resume_path, write_config, write_metrics)
 from avsuite.recipes.continual_slu_data import (ContinualData, Corpus, IntentDataConfig, SluBatch, build_scenario,
                                                 check_setup, eval_reader, minilm_embeddings, optimizer_steps,
                                                 split_corpus, stream_order)
@@ -340,6 +340,8 @@ def train(cfg: Config, out: Path, resume: bool = False) -> dict[str, float]:
     sc = build_scenario(cfg.scenario, corpus)
     check_setup(cfg, sc)
     module = ContinualModule(cfg, sc)
+    if ckpt:
+        check_resume_fits(Path(ckpt), module)
     if cfg.method == "coconut" and cfg.model.text_encoder == "minilm":
         module.text_table = minilm_embeddings([corpus.train[int(i)].get("text", "") for i in corpus.train_idx])
     data = ContinualData(cfg, corpus, sc)

@@ -272,7 +272,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
                          sampler=lambda _rows: train_sampler(cfg, train_idx), load=loader, eval_load=vloader)
     module = CTCOTModule(model, cfg)
     trainer = build_trainer(cfg.trainer, out, enable_validation=bool(valid_idx))
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(out, resume))
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(out, resume, module))
     model.cpu()
     metrics = _train_metrics(trainer, (rows, train_idx, loader), (vrows, valid_idx, vloader), cfg)
     if not trainer.is_global_zero:        # one writer of the run outputs under DDP

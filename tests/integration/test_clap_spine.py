@@ -84,3 +84,25 @@ def test_base_config_streams_with_bounded_memory(tmp_path, real_clips):
     assert grown < 400e6, f"RSS grew by {grown / 1e6:.0f} MB"
     assert grown < preload / 50, (grown, preload)
     del it
+
+
+def test_resume_with_another_architecture_is_one_clear_error(tmp_path):
+    """Issue 11: ``--resume`` with a config that builds a different model used to end in a
+    state-dict traceback from inside Lightning; now it is one error line and exit 2."""
+    import subprocess
+    import sys
+
+    manifest = make_corpus(tmp_path / "corpus", 2, seed=0, name="arch")
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "avsuite.cli"]
+    first = subprocess.run(cli + _args(manifest, "trainer.max_steps=2", "--out", str(out)), capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(cli + _args(manifest, "trainer.max_steps=4", "model.embed_dim=48", "--out", str(out),
+                                       "--resume"), capture_output=True, text=True)
+    assert again.returncode == 2, again.stderr[-2000:]
+    lines = [ln for ln in again.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("avsuite: error: --resume:") and "different model" in lines[-1], again.stderr[-2000:]
+    assert "Traceback" not in again.stderr
+    same = subprocess.run(cli + _args(manifest, "trainer.max_steps=4", "--out", str(out), "--resume"),
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr[-2000:]                   # the right config still resumes

@@ -117,3 +117,28 @@ def test_a_megabyte_caption_costs_what_its_first_tokens_cost():
     long = "a dog barks loudly " * 60_000                                   # ~1.1 MB
     ids, mask = tok([long, "a dog barks loudly " * 8])
     assert torch.equal(ids[0], ids[1]) and torch.equal(mask[0], mask[1])
+
+
+def test_a_text_tower_dir_with_only_a_pickled_bin_is_refused_unread(tmp_path):
+    """Issue 11: a local HF text tower dir holding a pickled .bin (which could run code when
+    unpickled) is refused before anything reads it; the real safetensors tower still loads."""
+    import pickle
+    import shutil
+
+    from avsuite.models.text_encoders import HFTextEncoder, minilm_path
+
+    src = minilm_path()
+    d = tmp_path / "tower"
+    d.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / name, d / name)
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+
+    (d / "pytorch_model.bin").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(ValueError, match="no \\*.safetensors weights"):
+        HFTextEncoder(d)
+    assert not (tmp_path / "pwned").exists()
+    assert HFTextEncoder(src, max_tokens=8).out_dim == 384
