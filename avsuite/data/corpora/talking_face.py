@@ -46,7 +46,7 @@ class ClipStyle:
     cavity: tuple[float, float, float] = (45.0, 12.0, 18.0)
     teeth: tuple[float, float, float] = (232.0, 228.0, 215.0)
     tongue: tuple[float, float, float] = (175.0, 70.0, 80.0)
-    motion: float = 1.0              # head motion amplitude (1 = about +-1.5 px, +-1.5 deg)
+    motion: float = 1.0              # head motion amplitude (1 = about +-2 px, +-2 deg, < 0.4 Hz)
     phases: tuple[float, ...] = (0.0,) * 8
     freqs: tuple[float, ...] = (0.3,) * 8
     color_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -62,7 +62,7 @@ def clip_style(rng: np.random.Generator, *, motion: float = 1.0) -> ClipStyle:
                      tongue=tuple(float(c) for c in rng.uniform(0.8, 1.1) * np.array([175.0, 70.0, 80.0])),
                      motion=float(motion * rng.uniform(0.5, 1.2)),
                      phases=tuple(float(p) for p in rng.uniform(0, 2 * np.pi, 8)),
-                     freqs=tuple(float(f) for f in rng.uniform(0.15, 0.6, 8)),
+                     freqs=tuple(float(f) for f in rng.uniform(0.1, 0.4, 8)),
                      color_gain=tuple(float(g) for g in rng.uniform(0.88, 1.12, 3)),
                      brightness=float(rng.uniform(-15, 15)), mirror=bool(rng.random() < 0.5))
 
@@ -137,8 +137,8 @@ def _head_affine(i: int, fps: float, size: int, style: ClipStyle) -> np.ndarray:
     t = i / fps
     ph, fr = style.phases, style.freqs
     wave = [np.sin(2 * np.pi * fr[k] * t + ph[k]) - np.sin(ph[k]) for k in range(4)]
-    angle = 1.5 * style.motion * wave[0]
-    tx, ty = 1.5 * style.motion * wave[1], 1.2 * style.motion * wave[2]
+    angle = 1.0 * style.motion * wave[0]
+    tx, ty = 1.2 * style.motion * wave[1], 1.0 * style.motion * wave[2]
     scale = 1.0 + 0.012 * style.motion * wave[3]
     a = np.deg2rad(angle)
     c = size / 2.0

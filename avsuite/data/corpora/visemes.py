@@ -5,7 +5,8 @@
 
 Each phoneme has one or two targets ``(open, spread, round)`` (diphthongs glide from the first to
 the second). Keys are placed in the phoneme's interval; stops (``p b t d k g``) get their closure
-key before the release the event marks, bilabials (``p b m``) close the lips fully. The keys are
+key before the release the event marks, bilabials (``p b m``) close the lips fully; the mouth rests until
+``ANTICIPATION_S`` before the first phoneme. The keys are
 linearly interpolated on a 1 ms grid, smoothed with a Gaussian (coarticulation, ``smooth_s``) and
 averaged over each frame's interval ``[i/fps, (i+1)/fps)``. Pauses (``_``, ``_:``) relax to rest.
 """
@@ -44,6 +45,8 @@ _STOPS = frozenset("pbtdkg")
 _BILABIAL = frozenset("pbm")
 #: how long before a stop's release (its event time) the closure starts (s)
 CLOSURE_S = 0.06
+#: how long before the first sound the mouth leaves its rest shape (s)
+ANTICIPATION_S = 0.1
 
 
 def targets(phoneme: str) -> tuple[tuple[float, float, float], ...] | None:
@@ -80,6 +83,8 @@ class VisemeTrack:
 
 def _keys(phonemes: tuple[tuple[str, float], ...], end: float) -> list[tuple[float, tuple[float, float, float]]]:
     keys: list[tuple[float, tuple[float, float, float]]] = [(0.0, REST)]
+    if phonemes and phonemes[0][1] > ANTICIPATION_S:  # rest until the lips start moving for the first sound
+        keys.append((phonemes[0][1] - ANTICIPATION_S, REST))
     for i, (name, start) in enumerate(phonemes):
         stop = phonemes[i + 1][1] if i + 1 < len(phonemes) else end
         stop = max(stop, start + 1e-3)
