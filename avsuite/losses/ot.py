@@ -58,43 +58,122 @@ def log_weights(mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     return torch.where(mask, -torch.log(n), torch.full_like(n, NEG_INF).expand_as(mask))
 
 
-def _softmin(eps: float, cost: Tensor, log_w: Tensor, pot: Tensor) -> Tensor:
-    """``-eps * logsumexp_j(log_w_j + (pot_j - C_ij) / eps)`` -> ``(B, N)`` for ``cost (B, N, M)``."""
-    return -eps * torch.logsumexp(log_w[:, None, :] + (pot[:, None, :] - cost) / eps, dim=2)
+def _lse(h: Tensor, cost: Tensor, eps: float, dim: int, buf: Tensor) -> Tensor:
+    """``logsumexp`` over ``dim`` of ``h - cost / eps`` (``h`` broadcast along the other axis), in
+    place in ``buf`` (no allocation of a ``(B, N, M)`` temporary per call): 5 passes over memory."""
+    t = torch.add(h.unsqueeze(3 - dim), cost, alpha=-1.0 / eps, out=buf)
+    m = t.amax(dim, keepdim=True)
+    t.sub_(m).exp_()
+    return t.sum(dim).log_().add_(m.squeeze(dim))
+
+
+def _rows(eps: float, cost: Tensor, log_w: Tensor, pot: Tensor, buf: Tensor) -> Tensor:
+    """Soft c-transform onto the rows: ``-eps logsumexp_j(log_w_j + (pot_j - C_ij) / eps)`` -> ``(B, N)``."""
+    return _lse(log_w + pot / eps, cost, eps, 2, buf).mul_(-eps)
+
+
+def _cols(eps: float, cost: Tensor, log_w: Tensor, pot: Tensor, buf: Tensor) -> Tensor:
+    """Soft c-transform onto the columns, without transposing ``cost``: ``(B, M)``."""
+    return _lse(log_w + pot / eps, cost, eps, 1, buf).mul_(-eps)
 
 
 def eps_schedule(diameter: float, blur: float, p: int, scaling: float) -> list[float]:
-    """Geometric ``eps`` ladder from ``diameter^p`` down to ``blur^p`` (ratio ``scaling^p``)."""
+    """``eps`` ladder from ``diameter^p`` down to ``blur^p`` (ratio ``scaling^p``), exactly as
+    GeomLoss' ``epsilon_schedule`` (its first value appears twice), so both solvers see one ladder."""
     if not 0.0 < scaling < 1.0:
         raise ValueError(f"scaling must be in (0, 1), got {scaling}")
-    hi, lo = p * math.log(max(diameter, blur)), p * math.log(blur)
-    step = p * math.log(scaling)
-    n = int(math.floor((lo - hi) / step)) if hi > lo else 0
-    return [math.exp(hi + k * step) for k in range(n + 1)] + [blur ** p]
+    hi, lo, step = p * math.log(diameter), p * math.log(blur), p * math.log(scaling)
+    n = max(0, math.ceil((lo - hi) / step))            # len(np.arange(hi, lo, step))
+    return [diameter ** p] + [math.exp(hi + k * step) for k in range(n)] + [blur ** p]
 
 
+def _moved(new: Tensor, old: Tensor, log_w: Tensor) -> float:
+    return float((new - old).masked_fill(torch.isinf(log_w), 0.0).abs().max())
+
+
+#: over-relaxation of the iterations at the final eps (after :data:`_PLAIN` plain ones): the same
+#: fixed point, reached in 8-20x fewer iterations on hard problems (measured 2919 -> 239 at
+#: B=16, 100x60 points, blur 0.05); dropped back to 1 if the potentials ever move more than before
+OVERRELAX = 1.9
+_PLAIN = 20
+
+
+@torch.no_grad()
 def sinkhorn_potentials(cost: Tensor, log_a: Tensor, log_b: Tensor, eps_list: list[float],
-                        n_iters: int = 50, tol: float = 1e-6) -> tuple[Tensor, Tensor]:
-    """Log-domain Sinkhorn on ``cost (B, N, M)``; returns potentials ``f (B, N)``, ``g (B, M)`` (no grad)."""
-    with torch.no_grad():
-        c = cost.detach()
-        ct = c.transpose(1, 2)
-        f = torch.zeros_like(log_a)
-        g = torch.zeros_like(log_b)
-        for eps in eps_list[:-1]:                          # annealing, warm-started
-            f = _softmin(eps, c, log_b, g)
-            g = _softmin(eps, ct, log_a, f)
-        eps = eps_list[-1]
-        for it in range(n_iters):
-            f_new = _softmin(eps, c, log_b, g)
-            g = _softmin(eps, ct, log_a, f_new)
-            if it % 10 == 9:
-                moved = (f_new - f).masked_fill(torch.isinf(log_a), 0.0).abs().max()
-                f = f_new
-                if float(moved) < tol:                     # potentials are in cost units
-                    break
-            f = f_new
+                        n_iters: int = 50, tol: float = 1e-6, overrelax: float = OVERRELAX) -> tuple[Tensor, Tensor]:
+    """Log-domain Sinkhorn on ``cost (B, N, M)`` -> potentials ``f (B, N)``, ``g (B, M)`` (no grad).
+
+    Down the ``eps`` ladder: GeomLoss' symmetric scheme (both potentials updated from the previous
+    pair, then averaged: one iteration per ``eps``), so ``n_iters=0`` reproduces GeomLoss' values;
+    then up to ``n_iters`` alternating (Gauss-Seidel) iterations at the last ``eps``, over-relaxed
+    (``f <- (1 - w) f + w T(g)``, ``w = overrelax`` after the first 20), stopping when ``f`` moves
+    less than ``tol`` (checked every 10 iterations)."""
+    if not 1.0 <= overrelax < 2.0:
+        raise ValueError(f"overrelax must be in [1, 2), got {overrelax}")
+    buf = torch.empty_like(cost)
+    eps = eps_list[0]
+    f = _rows(eps, cost, log_b, torch.zeros_like(log_b), buf)
+    g = _cols(eps, cost, log_a, torch.zeros_like(log_a), buf)
+    for eps in eps_list:
+        ft = _rows(eps, cost, log_b, g, buf)
+        g = 0.5 * (g + _cols(eps, cost, log_a, f, buf))
+        f = 0.5 * (f + ft)
+    w, last = 1.0, math.inf
+    for it in range(n_iters):
+        if it == _PLAIN:
+            w = overrelax
+        f_new = _rows(eps, cost, log_b, g, buf)
+        g_new = _cols(eps, cost, log_a, f_new if w == 1.0 else f_new.mul_(w).add_(f, alpha=1.0 - w), buf)
+        g = g_new if w == 1.0 else g_new.mul_(w).add_(g, alpha=1.0 - w)
+        moved = _moved(f_new, f, log_a) if it % 10 == 9 else None
+        f = f_new
+        if moved is not None:
+            if moved < tol:
+                break
+            if moved / w > 2.0 * last:                  # safeguard: over-relaxation must not diverge
+                w = 1.0
+            last = moved / w
     return f, g
+
+
+@torch.no_grad()
+def symmetric_potential(cost: Tensor, log_a: Tensor, eps_list: list[float], n_iters: int = 50,
+                        tol: float = 1e-6) -> Tensor:
+    """The self-transport problem ``OT(a, a)`` on a symmetric ``cost (B, N, N)``: one potential,
+    averaged updates ``p <- (p + T(p)) / 2`` (GeomLoss' scheme): half the work of a general solve.
+    ``n_iters`` more averaged iterations at the last ``eps`` (stopping at ``tol``)."""
+    buf = torch.empty_like(cost)
+    pot = _rows(eps_list[0], cost, log_a, torch.zeros_like(log_a), buf)
+    for eps in eps_list:
+        pot = 0.5 * (pot + _rows(eps, cost, log_a, pot, buf))
+    for it in range(n_iters):
+        new = 0.5 * (pot + _rows(eps, cost, log_a, pot, buf))
+        done = it % 10 == 9 and _moved(new, pot, log_a) < tol
+        pot = new
+        if done:
+            break
+    return pot
+
+
+def _plan(cost: Tensor, log_a: Tensor, log_b: Tensor, f: Tensor, g: Tensor, eps: float) -> Tensor:
+    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (0 on padding), ``(B, N, M)``."""
+    t = torch.add((log_a + f / eps)[:, :, None], cost, alpha=-1.0 / eps)
+    return t.add_((log_b + g / eps)[:, None, :]).exp_()
+
+
+def _attach(value: Tensor, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """``value`` carrying the gradients ``d value / d t = G`` for each ``(t, G)``: first-order exact,
+    no autograd graph through the solver (the envelope theorem gives ``G`` in closed form)."""
+    for t, grad in pairs:
+        if t.requires_grad:
+            value = value + (grad * (t - t.detach())).sum(dim=tuple(range(1, t.dim())))
+    return value
+
+
+def _masked_cost(x: Tensor, y: Tensor, x_mask: Tensor, y_mask: Tensor, p: int) -> Tensor:
+    """Cost without autograd, 0 where either point is padding (so padding values never matter)."""
+    with torch.no_grad():
+        return cost_matrix(x, y, p).masked_fill_(~(x_mask[:, :, None] & y_mask[:, None, :]), 0.0)
 
 
 def entropic_ot(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_mask: Tensor | None = None, *,
@@ -102,28 +181,76 @@ def entropic_ot(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_mask: Tens
                 value: Literal["dual", "primal"] = "dual", diameter: float | None = None) -> Tensor:
     """Entropic OT between masked point clouds ``x (B, N, D)``, ``y (B, M, D)`` -> ``(B,)``.
 
-    ``eps = blur^p``. ``value="dual"`` is ``OT_eps`` (differentiable via the envelope theorem);
+    ``eps = blur^p``. ``value="dual"`` is ``OT_eps``, differentiable by the envelope theorem: the
+    gradient is ``sum_j P_ij dC_ij/dx_i`` with the plan ``P`` of the final update, in closed form
+    for ``p=2`` (``a_i x_i - (P y)_i``) and through one autograd update otherwise.
     ``value="primal"`` is ``<P, C>`` of the entropic plan ``P`` (POT's ``sinkhorn2`` value).
     """
+    if value not in ("dual", "primal"):
+        raise ValueError(f"value must be 'dual' or 'primal', got {value!r}")
     x_mask, y_mask = _check(x, y, x_mask, y_mask)
-    cost = cost_matrix(x, y, p)
+    cost = _masked_cost(x, y, x_mask, y_mask, p)
     log_a, log_b = log_weights(x_mask, cost.dtype), log_weights(y_mask, cost.dtype)
     if diameter is None:
         diameter = _diameter(x, y, x_mask, y_mask)
     eps_list = eps_schedule(diameter, blur, p, scaling)
     f, g = sinkhorn_potentials(cost, log_a, log_b, eps_list, n_iters, tol)
     eps = eps_list[-1]
-    # envelope theorem: d OT_eps / d C = P. One differentiable f-update (g frozen) carries exactly
-    # that gradient; g is refreshed without gradient (both carrying it would count P twice).
-    f = _softmin(eps, cost, log_b, g.detach())
-    g = _softmin(eps, cost.detach().transpose(1, 2), log_a, f.detach())
+    with torch.no_grad():                               # the last "extrapolation": both from (f, g)
+        buf = torch.empty_like(cost)
+        f_new = _rows(eps, cost, log_b, g, buf)
+        g_new = _cols(eps, cost, log_a, f, buf)
     a, b = log_a.exp(), log_b.exp()
-    if value == "dual":
-        return (a * f.masked_fill(~x_mask, 0.0)).sum(1) + (b * g.masked_fill(~y_mask, 0.0)).sum(1)
     if value == "primal":
-        log_p = log_a[:, :, None] + log_b[:, None, :] + (f[:, :, None] + g[:, None, :] - cost) / eps
-        return (log_p.exp() * cost).sum((1, 2))
-    raise ValueError(f"value must be 'dual' or 'primal', got {value!r}")
+        return (_plan(cost, log_a, log_b, f_new, g_new, eps) * cost).sum((1, 2))
+    val = (a * f_new.masked_fill(~x_mask, 0.0)).sum(1) + (b * g_new.masked_fill(~y_mask, 0.0)).sum(1)
+    if not (x.requires_grad or y.requires_grad):
+        return val
+    if p != 2:                                          # autograd through the two final updates
+        fx = _softmin_autograd(eps, cost_matrix(x, y.detach(), p), log_b, g)
+        gy = _softmin_autograd(eps, cost_matrix(y, x.detach(), p), log_a, f)
+        return (val + (a * (fx - fx.detach()).masked_fill(~x_mask, 0.0)).sum(1)
+                + (b * (gy - gy.detach()).masked_fill(~y_mask, 0.0)).sum(1))
+    pairs = []
+    with torch.no_grad():                               # x moves with the rows of P(f_new, g), y with
+        if x.requires_grad:                             # the columns of P(f, g_new): GeomLoss' gradients
+            plan = _plan(cost, log_a, log_b, f_new, g, eps)
+            pairs.append((x, plan.sum(2, keepdim=True) * x - plan @ y))
+        if y.requires_grad:
+            plan = _plan(cost, log_a, log_b, f, g_new, eps)
+            pairs.append((y, plan.sum(1)[:, :, None] * y - plan.transpose(1, 2) @ x))
+    return _attach(val, pairs)
+
+
+def _softmin_autograd(eps: float, cost: Tensor, log_w: Tensor, pot: Tensor) -> Tensor:
+    return -eps * torch.logsumexp(log_w[:, None, :] + (pot[:, None, :] - cost) / eps, dim=2)
+
+
+def self_ot(x: Tensor, x_mask: Tensor, *, p: int = 2, blur: float = 0.05, scaling: float = 0.5,
+            n_iters: int = 50, tol: float = 1e-6, diameter: float | None = None) -> Tensor:
+    """``OT_eps(a, a)`` of a cloud with itself, ``(B,)``, by :func:`symmetric_potential`; the gradient
+    is twice the row term of the (symmetric at convergence) plan, ``2 (a_k x_k - (P x)_k)``: both
+    roles of each point, as GeomLoss computes it."""
+    cost = _masked_cost(x, x, x_mask, x_mask, p)
+    log_a = log_weights(x_mask, cost.dtype)
+    if diameter is None:
+        diameter = _diameter(x, x, x_mask, x_mask)
+    eps_list = eps_schedule(diameter, blur, p, scaling)
+    pot = symmetric_potential(cost, log_a, eps_list, n_iters, tol)
+    eps = eps_list[-1]
+    with torch.no_grad():
+        new = _rows(eps, cost, log_a, pot, torch.empty_like(cost))
+    a = log_a.exp()
+    val = 2.0 * (a * new.masked_fill(~x_mask, 0.0)).sum(1)
+    if not x.requires_grad:
+        return val
+    if p != 2:
+        f_grad = _softmin_autograd(eps, cost_matrix(x, x.detach(), p), log_a, pot)
+        return val + 2.0 * (a * (f_grad - f_grad.detach()).masked_fill(~x_mask, 0.0)).sum(1)
+    with torch.no_grad():
+        plan = _plan(cost, log_a, log_a, new, pot, eps)
+        gx = 2.0 * (plan.sum(2, keepdim=True) * x - plan @ x)
+    return _attach(val, [(x, gx)])
 
 
 def sinkhorn_divergence(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_mask: Tensor | None = None, *,
@@ -131,21 +258,17 @@ def sinkhorn_divergence(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_ma
                         tol: float = 1e-6, debias: bool = True) -> Tensor:
     """``(B,)`` debiased Sinkhorn divergence ``OT(x,y) - OT(x,x)/2 - OT(y,y)/2`` (or ``OT(x,y)``).
 
-    The three problems are solved as ONE batch of ``3B`` (padded to a common length and masked),
-    so debiasing costs one solver call, not three.
+    The three problems keep their own sizes (``N x M``, ``N x N``, ``M x M``; no padding to a common
+    length) and the two self-problems use one averaged potential each, so debiasing costs about
+    ``1 + (N^2 + M^2) / (4 N M)`` times one ``OT(x, y)`` solve.
     """
     x_mask, y_mask = _check(x, y, x_mask, y_mask)
     diameter = _diameter(x, y, x_mask, y_mask)
-    kw = dict(p=p, blur=blur, scaling=scaling, n_iters=n_iters, tol=tol, value="dual", diameter=diameter)
+    kw = dict(p=p, blur=blur, scaling=scaling, n_iters=n_iters, tol=tol, diameter=diameter)
+    xy = entropic_ot(x, y, x_mask, y_mask, value="dual", **kw)
     if not debias:
-        return entropic_ot(x, y, x_mask, y_mask, **kw)
-    b, length = x.shape[0], max(x.shape[1], y.shape[1])
-    xp, xmp = _pad_to(x, x_mask, length)
-    yp, ymp = _pad_to(y, y_mask, length)
-    left, left_m = torch.cat([xp, xp, yp]), torch.cat([xmp, xmp, ymp])
-    right, right_m = torch.cat([yp, xp, yp]), torch.cat([ymp, xmp, ymp])
-    vals = entropic_ot(left, right, left_m, right_m, **kw)
-    return vals[:b] - 0.5 * (vals[b:2 * b] + vals[2 * b:])
+        return xy
+    return xy - 0.5 * (self_ot(x, x_mask, **kw) + self_ot(y, y_mask, **kw))
 
 
 def _pad_to(x: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
