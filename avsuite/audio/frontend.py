@@ -277,16 +277,27 @@ class AudioFrontend(nn.Module):
             return (x - mean) / (var + 1e-5).sqrt() * m
         return x
 
+    def _precomputed(self, feats: Tensor, lengths: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+        """``(B, n_mels, F)`` features computed by this config's frontend outside the model (the data
+        layer's feature cache stage, keyed by the config's hash): returned as they are, ``lengths``
+        being frame counts."""
+        feats = feats.float()
+        return (feats, lengths.clamp(max=feats.shape[-1])) if lengths is not None else feats
+
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """``wave (B, T)`` -> ``(B, n_mels, F)``; with ``lengths (B,)`` also returns ``(B,)`` frame lengths.
+        Features ``(B, n_mels, F)`` (the feature cache stage) pass through, ``lengths`` in frames.
 
         Frames past an item's length are zero after normalisation and never affect its values,
         so a padded batch equals its items run one by one.
         """
+        if wave.dim() == 3 and wave.shape[1] == self.cfg.n_mels:      # the feature cache stage's output
+            return self._precomputed(wave, lengths)
         if wave.dim() == 1:
             wave = wave[None]
         if wave.dim() != 2:
-            raise ValueError(f"expected a (B, T) waveform, got shape {tuple(wave.shape)}")
+            raise ValueError(f"expected a (B, T) waveform or (B, {self.cfg.n_mels}, F) features, "
+                             f"got shape {tuple(wave.shape)}")
         if self.resampler is not None:
             t_in = wave.shape[-1]
             wave = self.resampler(wave)

@@ -110,6 +110,31 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int, *, width: int = 6, rolloff
     return _apply(wave, kernel.to(wave.device), half, orig_sr // g * blocks, new_sr // g * blocks)
 
 
+def input_span(orig_sr: int, new_sr: int, out_start: int, out_stop: int, total_in: int | None = None
+               ) -> tuple[int, int, int]:
+    """The input samples ``[a, b)`` to resample for outputs ``[out_start, out_stop)`` of the whole signal.
+
+    Returns ``(a, b, first)``: ``resample(x[a:b])[k]`` is output ``first + k`` of ``resample(x)``
+    (the same taps: ``a`` keeps the polyphase/block alignment, both ends keep the kernel's support),
+    so a segment of a long file is read and resampled without the rest. Float sums may differ in
+    the last bit; the FFT path (odd rate pairs) keeps 0.1 s of context and is close, not equal.
+    ``total_in`` (when known) clips ``b``.
+    """
+    if orig_sr == new_sr:
+        b = out_stop if total_in is None else min(out_stop, total_in)
+        return out_start, b, out_start
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    if max(orig_sr, new_sr) // g > MAX_PHASES:
+        step, ctx = orig, orig_sr // 10 + orig
+    else:
+        step = orig * max(1, BLOCK_PHASES // new)
+        ctx = sinc_kernel(orig_sr, new_sr)[1] + step + 1
+    a = max(0, (out_start * orig // new - ctx) // step * step)
+    b = -(-out_stop * orig // new) + ctx
+    return a, (b if total_in is None else min(b, total_in)), a // orig * new
+
+
 class Resample(nn.Module):
     """``(..., T)`` at ``orig_sr`` -> ``(..., T')`` at ``new_sr``; kernel held as a buffer."""
 

@@ -2,6 +2,8 @@
 
 Every batch holds padded audio ``(B, T)`` and its ``lengths (B,)`` in samples; models turn them into
 features with their own :class:`~avsuite.audio.frontend.AudioFrontend` (and frame lengths/masks).
+With the feature cache stage (``data.cache_stage="features"``) ``audio`` is ``(B, n_mels, F)``
+features and ``lengths`` frames: the model's frontend passes them through.
 Collate functions take the pipeline's examples ``{"id", "wave": (T,), "row": dict}``.
 """
 
@@ -77,15 +79,22 @@ def row_captions(row: dict[str, Any]) -> list[str]:
     raise ValueError(f"row {row.get('id')!r} has no captions, text or label")
 
 
+def pad_audio(examples: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+    """Examples' waves -> ``(B, T)`` + sample lengths; from the feature cache stage (``"feats"``)
+    -> ``(B, n_mels, F)`` + frame lengths, which a model's frontend passes through."""
+    key = "feats" if "feats" in examples[0] else "wave"
+    return pad_right([e[key] for e in examples])
+
+
 def collate_audio_text(examples: list[dict[str, Any]]) -> AudioTextBatch:
-    audio, lengths = pad_right([e["wave"] for e in examples])
+    audio, lengths = pad_audio(examples)
     rows = [e["row"] for e in examples]
     return AudioTextBatch(audio, lengths, [row_captions(r) for r in rows], [r.get("label") for r in rows],
                           [e["id"] for e in examples], rows)
 
 
 def collate_intent(examples: list[dict[str, Any]]) -> IntentBatch:
-    audio, lengths = pad_right([e["wave"] for e in examples])
+    audio, lengths = pad_audio(examples)
     rows = [e["row"] for e in examples]
     missing = [r["id"] for r in rows if not r.get("label")]
     if missing:

@@ -42,13 +42,16 @@ class AudioCache:
         return self.root / (hashlib.blake2b(raw, digest_size=16).hexdigest() + ".npy")
 
     def load(self, path: str | Path, *, max_seconds: float | None = None,
-             window: tuple[float, float | None] | None = None) -> torch.Tensor:
-        """Like :func:`~avsuite.audio.io.load_audio` at the cache's rate (same errors)."""
+             window: tuple[float, float | None] | None = None,
+             segment: tuple[float, float | None] | None = None) -> torch.Tensor:
+        """Like :func:`~avsuite.audio.io.load_audio` at the cache's rate (same errors); the entry
+        holds the whole file, ``segment`` and ``window`` read only their bytes of it."""
         if not Path(path).is_file():
             raise AudioDecodeError(path, "file not found")
         entry = self.key(path)
         if not entry.is_file():
-            wave, _ = load_audio(path, self.sample_rate, max_seconds=max_seconds or MAX_SECONDS_DEFAULT)
+            wave, _ = load_audio(path, self.sample_rate,
+                                 max_seconds=MAX_SECONDS_DEFAULT if segment else max_seconds or MAX_SECONDS_DEFAULT)
             tmp = entry.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, wave.numpy())
             os.replace(tmp, entry)
@@ -56,13 +59,14 @@ class AudioCache:
             layout = _float32_layout(fh)
             data = np.load(entry, mmap_mode="r") if layout is None else None
             total = len(data) if layout is None else layout[0]
-            if max_seconds is not None and total > max_seconds * self.sample_rate + 1:
-                raise AudioDecodeError(path, f"too long: {total / self.sample_rate:.1f} s > {max_seconds:.1f} s limit")
-            start, stop = 0, total
+            lo, hi = self._segment(path, total, segment) if segment else (0, total)
+            if max_seconds is not None and hi - lo > max_seconds * self.sample_rate + 1:
+                raise AudioDecodeError(path, f"too long: {(hi - lo) / self.sample_rate:.1f} s > {max_seconds:.1f} s limit")
+            start, stop = lo, hi
             if window is not None:
                 n = math.ceil(window[0] * self.sample_rate)
-                start = _window(total, n, window[1])
-                stop = min(start + n, total)
+                start = lo + _window(hi - lo, n, window[1])
+                stop = min(start + n, hi)
             if layout is not None:          # read just the window's bytes (no mmap, no header eval)
                 out = np.empty(stop - start, np.float32)
                 fh.seek(layout[1] + 4 * start)
@@ -70,6 +74,15 @@ class AudioCache:
                     return torch.from_numpy(out)
                 data = np.load(entry, mmap_mode="r")
         return torch.from_numpy(np.array(data[start:stop], dtype=np.float32))
+
+    def _segment(self, path: str | Path, total: int, segment: tuple[float, float | None]) -> tuple[int, int]:
+        """Samples ``[lo, hi)`` of ``segment=(offset, duration | None)`` seconds, as load_audio cuts it."""
+        start = int(segment[0] * self.sample_rate)
+        if start >= total:
+            raise AudioDecodeError(path, f"segment at {segment[0]:.2f} s starts after the end "
+                                         f"({total / self.sample_rate:.2f} s)")
+        stop = total if segment[1] is None else min(total, start + int(segment[1] * self.sample_rate))
+        return start, stop
 
 
 _HEADER = re.compile(r"\{'descr': '<f4', 'fortran_order': False, 'shape': \((\d+),\), \}\s*$")

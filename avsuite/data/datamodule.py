@@ -28,14 +28,16 @@ class AudioDataModule(L.LightningDataModule):
     """Train / valid readers over ``train`` / ``valid`` sources (default: the manifests in ``cfg``).
 
     ``sampler``: a factory ``(rows) -> Sampler`` for the train plan (default: shuffled batches);
-    ``load`` / ``collate``: the recipe's item loader and collate; ``eval_*`` for validation.
+    ``load`` / ``collate``: the recipe's item loader and collate; ``eval_*`` for validation;
+    ``frontend``: the recipe's FrontendConfig (needed by ``data.cache_stage="features"``).
     """
 
     def __init__(self, cfg: DataConfig, collate: Collate, *, train: Any = None, valid: Any = None,
                  sampler: Callable[[ManifestRows], Sampler] | None = None, load: Load | None = None,
-                 eval_collate: Collate | None = None, eval_load: Load | None = None):
+                 eval_collate: Collate | None = None, eval_load: Load | None = None, frontend: Any = None):
         super().__init__()
         self.cfg, self.collate, self.load, self.sampler = cfg, collate, load, sampler
+        self.frontend = frontend        # the recipe's FrontendConfig (the feature cache stage computes with it)
         self.eval_collate, self.eval_load = eval_collate or collate, eval_load or load
         self._train_src = train if train is not None else cfg.manifest
         self._valid_src = valid if valid is not None else cfg.valid_manifest
@@ -51,7 +53,7 @@ class AudioDataModule(L.LightningDataModule):
             rank, world = self._world()
             self._train = Reader(rows, self.cfg, train=True, collate=self.collate, load=self.load,
                                  sampler=self.sampler(rows) if self.sampler else None, rank=rank,
-                                 world_size=world, lookahead=LIGHTNING_LOOKAHEAD)
+                                 world_size=world, lookahead=LIGHTNING_LOOKAHEAD, frontend=self.frontend)
         return self._train
 
     def train_dataloader(self) -> Reader:
@@ -62,4 +64,4 @@ class AudioDataModule(L.LightningDataModule):
             return []
         rank, world = self._world()
         return Reader(self._valid_src, self.cfg, train=False, collate=self.eval_collate, load=self.eval_load,
-                      rank=rank, world_size=world)
+                      rank=rank, world_size=world, frontend=self.frontend)

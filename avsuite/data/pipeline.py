@@ -21,7 +21,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -62,6 +62,9 @@ class DataConfig:
     strict: bool = False
     #: on-disk cache of decoded, resampled audio (memory-mapped); null = off
     cache_dir: str | None = None
+    #: what the cache keeps: "audio" (decoded waves) or "features" (the frontend's output of the whole
+    #: row, computed by a standalone frontend from the recipe's FrontendConfig; needs crop_seconds null)
+    cache_stage: Literal["audio", "features"] = "audio"
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1:
@@ -78,6 +81,12 @@ class DataConfig:
             raise ValueError(f"max_seconds {self.max_seconds} < min_seconds {self.min_seconds}")
         if self.num_parallel_calls < 1 or self.prefetch < 0:
             raise ValueError("num_parallel_calls must be >= 1 and prefetch >= 0")
+        if self.cache_stage not in ("audio", "features"):
+            raise ValueError(f"cache_stage must be 'audio' or 'features', got {self.cache_stage!r}")
+        if self.cache_stage == "features":
+            from avsuite.data.features import check_feature_stage
+
+            check_feature_stage(self, None, need_frontend=False)
 
 
 def check_sample_rate(data: DataConfig, frontend: Any) -> None:
@@ -128,6 +137,8 @@ class ItemContext:
     epoch: int
     stats: SkipCounter
     cache: Any = None
+    #: the feature cache stage (:class:`~avsuite.data.features.FeatureCache`) when ``cache_stage="features"``
+    feature_cache: Any = None
     #: rows parsed for this batch (a load reads a row for decode and again for its example)
     _parsed: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -146,26 +157,52 @@ class ItemContext:
     def decode(self, i: int, gen: torch.Generator, *, crop_seconds: float | None | str = "cfg") -> torch.Tensor | None:
         """Row ``i``'s audio ``(T,)`` float32 at ``cfg.sample_rate``, cropped (random window from
         ``gen`` in training, centre in eval) to ``crop_seconds`` (default ``cfg.crop_seconds``);
-        None after counting when unreadable / too short / too long."""
+        None after counting when unreadable / too short / too long. A row with ``offset`` (and
+        ``duration``) is that segment of its file, read with a seek (:func:`row_segment`)."""
         row, cfg = self.row(i), self.cfg
         crop = cfg.crop_seconds if crop_seconds == "cfg" else crop_seconds
         pos = float(torch.rand((), generator=gen)) if self.train else None
+        window, segment = ((crop, pos) if crop else None), row_segment(row)
         try:
             if self.cache is not None:
-                wave = self.cache.load(row["audio"], max_seconds=cfg.max_seconds, window=(crop, pos) if crop else None)
+                wave = self.cache.load(row["audio"], max_seconds=cfg.max_seconds, window=window, segment=segment)
             else:
                 wave, _ = load_audio(row["audio"], cfg.sample_rate, max_seconds=cfg.max_seconds or MAX_SECONDS_DEFAULT,
-                                     window=(crop, pos) if crop else None)
+                                     window=window, segment=segment)
         except AudioDecodeError as exc:
-            if cfg.strict:
-                raise
-            reason = "too_long" if exc.reason.startswith("too long") and cfg.max_seconds else "unreadable"
-            self.stats.add(reason, f"{row['id']}: {exc.reason}")
-            return None
+            return self._failed(row, exc)
         if cfg.min_seconds and np.isnan(self.rows.durations[i]) and wave.numel() < cfg.min_seconds * cfg.sample_rate:
             self.skip("too_short", f"{row['id']}: {wave.numel() / cfg.sample_rate:.2f} s < {cfg.min_seconds} s")
             return None
         return wave
+
+    def features(self, i: int) -> torch.Tensor | None:
+        """Row ``i``'s frontend features ``(n_mels, F)`` from the feature cache stage (computed once per
+        file or segment by a standalone frontend built from the recipe's FrontendConfig, then read
+        memory-mapped); None after counting, as :meth:`decode`. Models take them in place of waves."""
+        if self.feature_cache is None:
+            raise RuntimeError("no feature cache stage: set data.cache_stage='features' and data.cache_dir, "
+                               "and give the Reader the recipe's frontend config (Reader(frontend=...))")
+        row, cfg = self.row(i), self.cfg
+        try:
+            return self.feature_cache.load(row["audio"], max_seconds=cfg.max_seconds, segment=row_segment(row))
+        except AudioDecodeError as exc:
+            return self._failed(row, exc)
+
+    def _failed(self, row: dict[str, Any], exc: AudioDecodeError) -> None:
+        if self.cfg.strict:
+            raise exc
+        reason = "too_long" if exc.reason.startswith("too long") and self.cfg.max_seconds else "unreadable"
+        self.stats.add(reason, f"{row['id']}: {exc.reason}")
+        return None
+
+
+def row_segment(row: dict[str, Any]) -> tuple[float, float | None] | None:
+    """``(offset, duration | None)`` seconds of a row that is a segment of a longer file (MuST-C
+    style ``offset`` / ``duration``), else None (the whole file)."""
+    if row.get("offset") is None:
+        return None
+    return float(row["offset"]), (float(row["duration"]) if row.get("duration") else None)
 
 
 def load_row(ctx: ItemContext, item: Item, gen: torch.Generator) -> Example | None:
@@ -178,6 +215,18 @@ def load_row(ctx: ItemContext, item: Item, gen: torch.Generator) -> Example | No
         return None
     row = ctx.row(i)
     return {"id": row["id"], "wave": wave, "row": row, "index": i, "replay": replay}
+
+
+def load_features_row(ctx: ItemContext, item: Item, gen: torch.Generator) -> Example | None:
+    """The load of ``cache_stage="features"``: ``{"id", "feats" (n_mels, F), "row", "index", "replay"}``
+    (collate pads ``feats`` along frames; a model's frontend passes ``(B, n_mels, F)`` through)."""
+    replay = isinstance(item, tuple) and item[0] == "replay"
+    i = int(item[1] if replay else item)
+    feats = ctx.features(i)
+    if feats is None:
+        return None
+    row = ctx.row(i)
+    return {"id": row["id"], "feats": feats, "row": row, "index": i, "replay": replay}
 
 
 Load = Callable[[ItemContext, Item, torch.Generator], "Example | None"]
@@ -237,7 +286,7 @@ class Reader:
 
     def __init__(self, source: str | Path | ManifestRows | Iterable[dict[str, Any]], cfg: DataConfig, *,
                  train: bool, collate: Collate, sampler: Sampler | None = None, load: Load | None = None,
-                 rank: int = 0, world_size: int = 1, lookahead: int = 0, epoch: int = 0):
+                 rank: int = 0, world_size: int = 1, lookahead: int = 0, epoch: int = 0, frontend: Any = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         self.rows = ManifestRows.of(source)
@@ -245,15 +294,19 @@ class Reader:
         self.planner = sampler if sampler is not None else ShuffledBatches(
             seed=cfg.seed, shuffle=cfg.shuffle and train, bucket_by_length=cfg.bucket_by_length,
             drop_last=cfg.drop_last and train)
-        self.load = load or load_row
+        self.load = load or (load_features_row if cfg.cache_stage == "features" else load_row)
         self.rank, self.world_size, self.lookahead = rank, world_size, lookahead
         self.epoch, self.consumed = epoch, 0
         self.stats = SkipCounter()
         self.allowed = self._duration_filter()
         self._plan: tuple[Any, list[list[tuple[int, Item]]]] | None = None
         from avsuite.data.cache import AudioCache
+        from avsuite.data.features import FeatureCache, check_feature_stage
 
-        self.cache = AudioCache(cfg.cache_dir, cfg.sample_rate) if cfg.cache_dir else None
+        check_feature_stage(cfg, frontend)
+        features = cfg.cache_stage == "features"
+        self.cache = AudioCache(cfg.cache_dir, cfg.sample_rate) if cfg.cache_dir and not features else None
+        self.feature_cache = FeatureCache(cfg.cache_dir, frontend, cfg.sample_rate) if features else None
 
     def _duration_filter(self) -> np.ndarray | None:
         d, cfg = self.rows.durations, self.cfg
@@ -298,7 +351,7 @@ class Reader:
     # ------------------------------------------------------------------ loading
     def _load_batch(self, batch: list[tuple[int, int, Item]], epoch: int) -> Any:
         _one_op_thread()
-        ctx = ItemContext(self.rows, self.cfg, self.train, epoch, self.stats, self.cache)
+        ctx = ItemContext(self.rows, self.cfg, self.train, epoch, self.stats, self.cache, self.feature_cache)
         examples = []
         for b, slot, item in batch:
             gen = torch.Generator().manual_seed(seed_of(self.cfg.seed, epoch, b, slot, "item"))

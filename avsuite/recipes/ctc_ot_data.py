@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from avsuite.audio.frontend import FrontendConfig
-from avsuite.audio.io import AudioDecodeError, load_audio
 from avsuite.data.batches import pad_right
 from avsuite.data.pipeline import DataConfig, ItemContext, SkipCounter, SkipRow
 from avsuite.data.rows import ManifestRows
@@ -142,27 +141,14 @@ class SpeechLoader:
                 raise BadRow("oov", msg)
 
     def _wave(self, ctx: ItemContext, i: int, row: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
-        """The row's ``(T,)`` audio: the shared decode, or the ``offset``/``duration`` segment."""
-        if "offset" in row:
-            return self._segment(ctx, row)
+        """The row's ``(T,)`` audio from the shared decode (an ``offset``/``duration`` row is read as
+        that segment of its file, with a seek)."""
         local = dataclasses.replace(ctx, stats=SkipCounter())     # learn why a decode failed
         wave = local.decode(i, gen)
         if wave is None:
             reason = next(iter(local.stats.counts), "unreadable")
             raise BadRow(reason, local.stats.examples[0] if local.stats.examples else f"row {row['id']!r}")
         return wave
-
-    def _segment(self, ctx: ItemContext, row: dict[str, Any]) -> torch.Tensor:
-        """A segment of a longer recording (MuST-C): decoded whole (memory-mapped with ``cache_dir``), then cut."""
-        sr = ctx.cfg.sample_rate
-        try:
-            wave = ctx.cache.load(row["audio"]) if ctx.cache is not None else load_audio(row["audio"], sr)[0]
-        except AudioDecodeError as exc:
-            if ctx.cfg.strict:
-                raise
-            raise BadRow("unreadable", f"{row['id']}: {exc.reason}") from None
-        start, n = int(float(row["offset"]) * sr), int(float(row.get("duration") or 0) * sr)
-        return wave[start: start + n if n else None].contiguous()
 
     def _check_frames(self, row: dict[str, Any], wave: torch.Tensor, src_ids: list[int]) -> None:
         frames = int(output_lengths(torch.tensor([wave.numel()]), self.frontend)[0])
