@@ -174,3 +174,21 @@ def test_divergence_gradient_matches_finite_differences(p):
         args_m = (minus, y) if t is x else (x, minus)
         fd = (sinkhorn_divergence(*args, xm, ym, **kw).sum() - sinkhorn_divergence(*args_m, xm, ym, **kw).sum()) / (2 * h)
         assert float(grad[idx]) == pytest.approx(float(fd), rel=1e-4, abs=1e-7), (p, idx)
+
+
+@pytest.mark.slow
+def test_compiled_transforms_equal_eager():
+    """The torch.compile'd fused transforms (opt-in) give the eager values and gradients."""
+    import shutil
+
+    if not shutil.which("g++") and not shutil.which("c++"):
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    x, y, xm, ym = _clouds(b=3, n=9, m=5, d=4, seed=11)
+    out = []
+    for compiled in (False, True):
+        xx, yy = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        v = sinkhorn_divergence(xx, yy, xm, ym, blur=0.2, n_iters=30, compiled=compiled)
+        v.sum().backward()
+        out.append((v.detach(), xx.grad, yy.grad))
+    for a, b in zip(*out):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -17,7 +17,7 @@ Sizes: ``recipe`` = configs/ctc_ot/tiny.yaml on Asterisk (batch 16, <= ~100 enco
 after the 4x subsampler, <= ~60 characters, d_model 144 + 1); ``paper`` = the base config on
 MuST-C-like utterances (batch 32, 300 frames = 12 s, 80 subword tokens, d_model 512 + 1).
 
-    python tools/bench/sinkhorn.py [--quick] [--threads N]
+    python tools/bench/sinkhorn.py [--quick] [--threads N] [--compiled]
 
 Ends by printing ONE JSON line of named figures.
 """
@@ -59,10 +59,10 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return (time.perf_counter() - t) / repeats, out
 
 
-def ours_fn(x, y, xm, ym, dtype):
+def ours_fn(x, y, xm, ym, dtype, compiled: bool = False):
     def run():
         xx, yy = x.detach().to(dtype).clone().requires_grad_(True), y.detach().to(dtype).clone().requires_grad_(True)
-        v = sinkhorn_divergence(xx, yy, xm, ym, blur=BLUR, scaling=0.5, n_iters=0)
+        v = sinkhorn_divergence(xx, yy, xm, ym, blur=BLUR, scaling=0.5, n_iters=0, compiled=compiled)
         v.sum().backward()
         return v.detach(), xx.grad, yy.grad
     return run
@@ -109,7 +109,12 @@ def worker(side: str, size: str, dtype_name: str, reps: int) -> None:
     b, n, m, d = SIZES[size]
     dtype = getattr(torch, dtype_name)
     x, y, xm, ym = make_inputs(b, n, m, d)
-    fn = ours_fn(x, y, xm, ym, dtype) if side == "ours" else geomloss_fn(x, y, xm, ym, dtype, _diameter(x, y, xm, ym))
+    if side == "geomloss":
+        fn = geomloss_fn(x, y, xm, ym, dtype, _diameter(x, y, xm, ym))
+    else:
+        fn = ours_fn(x, y, xm, ym, dtype, compiled=side == "ours_compiled")
+        if side == "ours_compiled":
+            fn()                                        # compile outside the timed runs (once per process)
     base = _vm_hwm_kb()
     t, _ = timed(fn, reps)
     print(json.dumps({"ms": 1e3 * t, "peak_mb": (_vm_hwm_kb() - base) / 1024}))
@@ -125,6 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small batch, few repeats (< 1 min)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--compiled", action="store_true", help="also time the torch.compile'd transforms (compiles ~1 min)")
     ap.add_argument("--worker", nargs=4, metavar=("SIDE", "SIZE", "DTYPE", "REPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,6 +149,7 @@ def main() -> None:
             key = f"{size}_{dtype}"
             ours = in_fresh_process("ours", size, dtype, reps, args.threads)
             geo = in_fresh_process("geomloss", size, dtype, reps, args.threads)
+            comp = in_fresh_process("ours_compiled", size, dtype, reps, args.threads) if args.compiled else None
             (v1, gx1, gy1) = ours_fn(x, y, xm, ym, getattr(torch, dtype))()
             (v2, gx2, gy2) = geomloss_fn(x, y, xm, ym, getattr(torch, dtype), _diameter(x, y, xm, ym))()
             res.update({f"{key}_ours_ms": ours["ms"], f"{key}_geomloss_ms": geo["ms"],
@@ -151,6 +158,9 @@ def main() -> None:
                         f"{key}_value_rel_diff": float(((v1 - v2).abs() / v2.abs()).max()),
                         f"{key}_grad_rel_diff": max(_rel(gx1, gx2), _rel(gy1, gy2))})
             ratios.append(geo["ms"] / ours["ms"])
+            if comp:
+                res.update({f"{key}_ours_compiled_ms": comp["ms"], f"{key}_compiled_ratio_vs_geomloss": geo["ms"] / comp["ms"],
+                            f"{key}_ours_compiled_peak_mb": comp["peak_mb"]})
         if size in ("quick", "recipe"):
             xd, yd = x.double(), y.double()
             t_ours, val = timed(lambda: entropic_ot(xd, yd, xm, ym, blur=BLUR, value="primal", n_iters=5000, tol=1e-9), 1)
