@@ -185,15 +185,16 @@ def test_sentences_and_options_are_checked(tmp_path):
 
 @pytest.mark.slow
 @needs_espeak
-def test_default_build_is_balanced_and_quick(tmp_path):
+def test_medium_build_is_balanced_and_quick(tmp_path):
+    """Half the default build (the default, 300 clips, took 83 s on 2 idle-ish cores, 159 s under load 7)."""
     import time
 
     t0 = time.monotonic()
-    rows = read_manifest(corpora.build("av", tmp_path, progress=False))
+    rows = read_manifest(corpora.build("av", tmp_path, clips=150, progress=False))
     elapsed = time.monotonic() - t0
     splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}
-    assert len(rows) == av.DEFAULTS["clips"] and splits["test"] >= 20 and splits["valid"] >= 10
+    assert len(rows) == 150 and splits["test"] >= 10 and splits["valid"] >= 5 and splits["train"] >= 100
     assert len({r["identity"] for r in rows}) >= 16 and len({r["voice"] for r in rows}) == len(av.VOICES)
     if carphone_path() is not None:
         assert "carphone" in {r["identity"] for r in rows}
-    assert elapsed < 240, elapsed
+    assert elapsed < 150, elapsed
