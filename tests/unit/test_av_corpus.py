@@ -173,6 +173,16 @@ def test_rebuild_is_byte_identical_and_cached(tiny, tmp_path):
     assert not corpora.is_built("av", tiny.parent, **{**TINY, "clips": 9})
 
 
+@needs_espeak
+def test_size_option_scales_frames_and_mouth(tmp_path):
+    rows = read_manifest(corpora.build("av", tmp_path, **{**TINY, "clips": 2, "size": 96}))
+    for r in rows:
+        info = probe_video(r["video"])
+        assert (r["width"], r["height"]) == (info.width, info.height) == (96, 96)
+        cx, cy, w = r["mouth"]
+        assert abs(cx - 48) < 4 and 0.6 * 96 < cy < 0.75 * 96 and 0.08 * 96 < w < 0.12 * 96
+
+
 def test_sentences_and_options_are_checked(tmp_path):
     texts = av.sentences()
     assert len(texts) >= 400 and all(t.strip() for t in texts) and len(set(texts)) > 300
