@@ -14,7 +14,6 @@ state between utterances (see :func:`run_isolated` for byte-reproducible batches
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 from dataclasses import dataclass
 
