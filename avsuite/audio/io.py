@@ -113,6 +113,28 @@ def _check_not_truncated(path: Path, fh: Any) -> None:
         pos += 8 + size + (size & 1)
 
 
+def _read_wav_fast(path: Path, size: int, max_seconds: float, window: tuple[float, float | None] | None,
+                   span: _Span | None) -> tuple[np.ndarray, int] | None:
+    """:func:`avsuite.audio.wav.read_pcm16` with the window / span / length rules of :func:`_read_soundfile`."""
+    from avsuite.audio.wav import read_pcm16
+
+    def pick(rate: int, frames: int) -> tuple[int, int]:
+        if span is not None:
+            a, b = span.native(rate, frames)
+            return a, frames if b is None else b
+        if frames / rate > max_seconds:
+            raise AudioDecodeError(path, f"too long: {frames / rate:.1f} s > {max_seconds:.1f} s limit")
+        if window is not None and frames > 0:
+            a = _window(frames, math.ceil(window[0] * rate), window[1])
+            return a, min(a + math.ceil(window[0] * rate), frames)
+        return 0, frames
+
+    try:
+        return read_pcm16(path, size, pick)
+    except ValueError as exc:
+        raise AudioDecodeError(path, str(exc)) from None
+
+
 def _read_soundfile(path: Path, max_seconds: float, window: tuple[float, float | None] | None = None,
                     span: _Span | None = None) -> tuple[np.ndarray, int, bool]:
     """-> ``(data (C, T) or (T,) when mono, rate, may_hold_nan)`` with one open of the file;
@@ -279,7 +301,11 @@ def load_audio(path: str | Path, sr: int | None = None, *, mono: bool = True,
     data = native_sr = None
     first_error = None
     check_finite = True
-    if path.suffix.lower() not in _RAW_FORMATS:
+    if path.suffix.lower() == ".wav":             # 16-bit PCM: one pread of the window (avsuite.audio.wav)
+        fast = _read_wav_fast(path, st.st_size, max_seconds, window, span)
+        if fast is not None:
+            (data, native_sr), check_finite = fast, False
+    if data is None and path.suffix.lower() not in _RAW_FORMATS:
         try:
             data, native_sr, check_finite = _read_soundfile(path, max_seconds, window, span)
         except AudioDecodeError:

@@ -12,6 +12,7 @@ grows by ~16 bytes per row whatever the size of the rows: a 100x larger manifest
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -23,10 +24,20 @@ import numpy as np
 from avsuite.data.manifest import MAX_LINE_BYTES, ManifestError, iter_lines, parse_line, validate_row
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
 def _resolve(row: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative ``audio``/``video`` paths -> absolute, as ``(base / p).resolve()`` gives them, with
+    the folder's realpath cached (one ``lstat`` per row instead of one per path component)."""
     for key in ("audio", "video"):
-        if row.get(key) and not Path(row[key]).is_absolute():
-            row[key] = str((base / row[key]).resolve())
+        p = row.get(key)
+        if p and not os.path.isabs(p):
+            head, tail = os.path.split(os.path.join(base, p))
+            full = os.path.join(_real_dir(head), tail)
+            row[key] = os.path.realpath(full) if tail in ("", ".", "..") or os.path.islink(full) else full
     return row
 
 

@@ -27,16 +27,25 @@ def long_wav(tmp_path_factory):
 
 @pytest.fixture
 def frames_read(monkeypatch):
-    """Counts the frames every ``SoundFile.read`` returns."""
+    """Counts the frames every ``SoundFile.read`` and every 16-bit WAV fast-path read returns."""
+    from avsuite.audio import wav
+
     counts: list[int] = []
-    real = sf.SoundFile.read
+    real, real_fast = sf.SoundFile.read, wav.read_pcm16
 
     def read(self, frames=-1, *args, **kwargs):
         out = real(self, frames, *args, **kwargs)
         counts.append(len(out))
         return out
 
+    def read_fast(*args):
+        out = real_fast(*args)
+        if out is not None:
+            counts.append(out[0].shape[-1])
+        return out
+
     monkeypatch.setattr(sf.SoundFile, "read", read)
+    monkeypatch.setattr(wav, "read_pcm16", read_fast)
     return counts
 
 
@@ -116,3 +125,21 @@ def test_pyav_segment_seeks_and_equals_the_whole_decode_slice(tmp_path, monkeypa
         a = int(offset * 16000)
         assert torch.equal(seg, full[a:a + 32000])
     assert len(seeks) == 2                               # offset 0 needs none
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm16_wav_fast_path_equals_soundfile_bit_for_bit(tmp_path, monkeypatch, channels):
+    from avsuite.audio import io
+
+    x = (0.5 * np.random.default_rng(3).standard_normal((44100 * 5, channels))).clip(-1, 1).astype(np.float32)
+    sf.write(tmp_path / "x.wav", x if channels > 1 else x[:, 0], 44100, subtype="PCM_16")
+    cases = [{}, {"window": (1.0, 0.3)}, {"window": (1.0, None)}, {"window": (9.0, 0.5)},
+             {"segment": (1.3, 2.0)}, {"segment": (4.0, None)}]
+    sf_calls = []
+    real_open = io._read_soundfile
+    monkeypatch.setattr(io, "_read_soundfile", lambda *a: sf_calls.append(1) or real_open(*a))
+    fast = [load_audio(tmp_path / "x.wav", sr, **kw)[0] for kw in cases for sr in (None, 16000)]
+    assert sf_calls == []                                     # soundfile never ran
+    monkeypatch.setattr(io, "_read_wav_fast", lambda *a: None)
+    slow = [load_audio(tmp_path / "x.wav", sr, **kw)[0] for kw in cases for sr in (None, 16000)]
+    assert len(sf_calls) == len(slow) and all(torch.equal(a, b) for a, b in zip(fast, slow))
