@@ -195,3 +195,14 @@ def test_pad_right_pads_features_along_the_last_dim():
     assert a[0, :, 3:].abs().sum() == 0 and torch.equal(a[1], 2 * torch.ones(2, 5))
     with pytest.raises(ValueError, match="leading shape"):
         pad_right([torch.ones(2, 3), torch.ones(3, 3)])
+
+
+@pytest.mark.parametrize("kw", [{}, {"bucket_by_length": True}])
+def test_parallel_loading_yields_exactly_the_serial_batches(rows, kw):
+    """Thread count and prefetch depth change nothing: the same batches, order and crop bytes."""
+    serial = batches(Reader(rows, cfg(num_parallel_calls=1, prefetch=0, **kw), collate=collate_audio_text,
+                            train=True, epoch=1))
+    parallel = batches(Reader(rows, cfg(num_parallel_calls=4, prefetch=3, **kw), collate=collate_audio_text,
+                              train=True, epoch=1))
+    assert [i for i, _ in serial] == [i for i, _ in parallel] and len(serial) == 8
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(serial, parallel))
