@@ -191,9 +191,10 @@ def symmetric_potential(cost: Tensor, log_a: Tensor, eps_list: list[float], n_it
     return pot
 
 
-def _plan(cost: Tensor, log_a: Tensor, log_b: Tensor, f: Tensor, g: Tensor, eps: float) -> Tensor:
-    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (0 on padding), ``(B, N, M)``."""
-    t = torch.add((log_a + f / eps)[:, :, None], cost, alpha=-1.0 / eps)
+def _plan(cost: Tensor, log_a: Tensor, log_b: Tensor, f: Tensor, g: Tensor, eps: float,
+          out: Tensor | None = None) -> Tensor:
+    """``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (0 on padding), ``(B, N, M)`` (into ``out``)."""
+    t = torch.add((log_a + f / eps)[:, :, None], cost, alpha=-1.0 / eps, out=out)
     return t.add_((log_b + g / eps)[:, None, :]).exp_()
 
 
@@ -251,10 +252,10 @@ def entropic_ot(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_mask: Tens
     pairs = []
     with torch.no_grad():                               # x moves with the rows of P(f_new, g), y with
         if x.requires_grad:                             # the columns of P(f, g_new): GeomLoss' gradients
-            plan = _plan(cost, log_a, log_b, f_new, g, eps)
+            plan = _plan(cost, log_a, log_b, f_new, g, eps, out=buf)
             pairs.append((x, plan.sum(2, keepdim=True) * x - plan @ y))
         if y.requires_grad:
-            plan = _plan(cost, log_a, log_b, f, g_new, eps)
+            plan = _plan(cost, log_a, log_b, f, g_new, eps, out=buf)
             pairs.append((y, plan.sum(1)[:, :, None] * y - plan.transpose(1, 2) @ x))
     return _attach(val, pairs)
 
@@ -276,7 +277,8 @@ def self_ot(x: Tensor, x_mask: Tensor, *, p: int = 2, blur: float = 0.05, scalin
     pot = symmetric_potential(cost, log_a, eps_list, n_iters, tol, compiled=compiled)
     eps = eps_list[-1]
     with torch.no_grad():
-        new = _rows(eps, cost, log_a, pot, torch.empty_like(cost))
+        buf = torch.empty_like(cost)
+        new = _rows(eps, cost, log_a, pot, buf)
     a = log_a.exp()
     val = 2.0 * (a * new.masked_fill(~x_mask, 0.0)).sum(1)
     if not x.requires_grad:
@@ -285,7 +287,7 @@ def self_ot(x: Tensor, x_mask: Tensor, *, p: int = 2, blur: float = 0.05, scalin
         f_grad = _softmin_autograd(eps, cost_matrix(x, x.detach(), p), log_a, pot)
         return val + 2.0 * (a * (f_grad - f_grad.detach()).masked_fill(~x_mask, 0.0)).sum(1)
     with torch.no_grad():
-        plan = _plan(cost, log_a, log_a, new, pot, eps)
+        plan = _plan(cost, log_a, log_a, new, pot, eps, out=buf)
         gx = 2.0 * (plan.sum(2, keepdim=True) * x - plan @ x)
     return _attach(val, [(x, gx)])
 
