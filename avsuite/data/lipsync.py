@@ -1,0 +1,152 @@
+"""Lip-sync generator batches: the video stage of the one reader (:mod:`avsuite.data.av`), with
+a target window, a reference window and per-frame mel windows.
+
+    reader = Reader(manifest, cfg, train=True, collate=collate_lipsync, load=LipSyncLoad())
+    batch = next(iter(reader))     # LipSyncBatch: frames / ref (B, T, 3, H, W) in [-1, 1],
+                                   # mel (B, T, 80, S), sync_mel (B, W, 1, 80, M)
+
+Per item (row i, generator seeded by (seed, epoch, batch, slot) as every stage of the reader):
+
+- a window start s uniform over the starts whose ``n_frames`` frames exist and whose SyncNet
+  sub-windows have their mel; frames s..s+T-1 are decoded, cropped to the face box
+  (:func:`~avsuite.data.av.crop_faces`, as SyncNet's data) and scaled to [-1, 1];
+- reference frames (LatentSync): another window of the same clip starting >= ``min_ref_gap``
+  frames away (the farthest window when the clip is too short for that);
+- ``mel``: for each frame its ``mel_steps`` Wav2Lip mel columns centred on the frame
+  (:func:`frame_mel_windows`) -> the generator's audio tokens;
+- ``sync_mel``: the mel window (``sync_mel_steps`` from ``int(80 f / fps)``) of each
+  ``sync_frames``-frame sub-window at offsets 0, k, 2k, ... -> the SyncNet loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avsuite.audio.wav2lip_mel import mel_start, wav2lip_mel
+from avsuite.data.av import box_pixels, crop_faces, decode_video
+from avsuite.data.batches import _Movable
+from avsuite.data.pipeline import DataConfig, ItemContext
+
+
+@dataclass(frozen=True, kw_only=True)
+class LipSyncDataConfig(DataConfig):
+    n_frames: int = 16
+    face_size: int = 64
+    #: face box as fractions (x0, y0, x1, y1) of the frame, for rows without a "face_box"
+    crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    #: mel columns per frame for the audio tokens (centred on the frame)
+    mel_steps: int = 16
+    #: SyncNet sub-windows: frames and mel columns each (the SyncNet's preset)
+    sync_frames: int = 5
+    sync_mel_steps: int = 16
+    #: reference window at least this many frames from the target window (LatentSync: 16)
+    min_ref_gap: int = 16
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_frames < 1 or self.face_size < 8 or self.mel_steps < 1:
+            raise ValueError("n_frames and mel_steps must be >= 1, face_size >= 8")
+        if not 1 <= self.sync_frames <= self.n_frames or self.sync_mel_steps < 1:
+            raise ValueError("need 1 <= sync_frames <= n_frames and sync_mel_steps >= 1")
+        x0, y0, x1, y1 = self.crop_box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
+
+    def sync_offsets(self) -> list[int]:
+        return list(range(0, self.n_frames - self.sync_frames + 1, self.sync_frames))
+
+
+def frame_mel_windows(mel: Tensor, n_frames: int, fps: float, steps: int = 16, start: int = 0) -> Tensor:
+    """``(80, F)`` Wav2Lip mel of a clip -> ``(n_frames, 80, steps)``: for video frame ``start + i``
+    the ``steps`` columns from ``mel_start(start + i) + 1 - steps // 2`` (centred on the frame),
+    the mel padded with silence (-4) past both ends."""
+    m = F.pad(mel, (steps, 2 * steps), value=-4.0)
+    idx = [max(0, mel_start(start + i, fps) + 1 - steps // 2 + steps) for i in range(n_frames)]
+    return torch.stack([m[:, s:s + steps] for s in idx])
+
+
+def valid_starts(n_frames: int, n_mel: int, fps: float, cfg: LipSyncDataConfig) -> int:
+    """Number of window starts s (0..n-1) with all frames and every SyncNet sub-window's mel."""
+    n = max(0, n_frames - cfg.n_frames + 1)
+    last = cfg.sync_offsets()[-1]
+    while n > 0 and mel_start(n - 1 + last, fps) + cfg.sync_mel_steps > n_mel:
+        n -= 1
+    return n
+
+
+def ref_start(gen: torch.Generator, s: int, n: int, gap: int) -> int:
+    """A start in [0, n) at least ``gap`` from ``s``; the farthest one when there is none."""
+    far = [t for t in range(n) if abs(t - s) >= gap]
+    if far:
+        return far[int(torch.randint(len(far), (), generator=gen))]
+    return max(range(n), key=lambda t: (abs(t - s), -t))
+
+
+def to_signed(faces: Tensor) -> Tensor:
+    """``(..., H, W, 3)`` uint8 -> ``(..., 3, H, W)`` float in [-1, 1]."""
+    return faces.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+@dataclass
+class LipSyncLoad:
+    """The reader's ``load(ctx, item, gen)`` for the lip-sync generator (see the module doc)."""
+
+    def __call__(self, ctx: ItemContext, item: Any, gen: torch.Generator) -> dict[str, Any] | None:
+        cfg: LipSyncDataConfig = ctx.cfg             # type: ignore[assignment]
+        i = int(item)
+        row = ctx.row(i)
+        wave = ctx.decode(i, gen, crop_seconds=None)
+        if wave is None:
+            return None
+        if wave.numel() <= 400:
+            ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
+            return None
+        fps = float(row.get("fps") or 25.0)
+        n_frames = int(row.get("n_frames") or math.floor(wave.numel() / cfg.sample_rate * fps))
+        mel = wav2lip_mel(wave)
+        n = valid_starts(n_frames, mel.shape[-1], fps, cfg)
+        if n < 1:
+            ctx.skip("too_short", f"{row['id']}: shorter than one {cfg.n_frames}-frame window")
+            return None
+        s = int(torch.randint(n, (), generator=gen))
+        r = ref_start(gen, s, n, cfg.min_ref_gap)
+        lo, hi = min(s, r), max(s, r) + cfg.n_frames
+        frames = decode_video(ctx, i, lo, hi - lo)
+        if frames is None:
+            return None
+        faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], cfg.crop_box), (cfg.face_size,) * 2)
+        sync = [mel[:, mel_start(s + o, fps):mel_start(s + o, fps) + cfg.sync_mel_steps] for o in cfg.sync_offsets()]
+        return {"id": row["id"], "faces": faces[s - lo:s - lo + cfg.n_frames], "ref": faces[r - lo:r - lo + cfg.n_frames],
+                "mel": frame_mel_windows(mel, cfg.n_frames, fps, cfg.mel_steps, start=s),
+                "sync_mel": torch.stack(sync)[:, None], "start": s, "ref_start": r}
+
+
+@dataclass(frozen=True)
+class LipSyncBatch(_Movable):
+    """``frames``, ``ref`` ``(B, T, 3, H, W)`` in [-1, 1]; ``mel (B, T, 80, S)``;
+    ``sync_mel (B, W, 1, 80, M)`` (one window per SyncNet sub-window); ``starts (B,)``."""
+    frames: Tensor
+    ref: Tensor
+    mel: Tensor
+    sync_mel: Tensor
+    starts: Tensor
+    ids: list[str]
+
+
+def collate_lipsync(examples: list[dict[str, Any]]) -> LipSyncBatch:
+    return LipSyncBatch(frames=to_signed(torch.stack([e["faces"] for e in examples])),
+                        ref=to_signed(torch.stack([e["ref"] for e in examples])),
+                        mel=torch.stack([e["mel"] for e in examples]),
+                        sync_mel=torch.stack([e["sync_mel"] for e in examples]),
+                        starts=torch.tensor([e["start"] for e in examples]), ids=[e["id"] for e in examples])
+
+
+__all__ = ["LipSyncDataConfig", "LipSyncLoad", "LipSyncBatch", "collate_lipsync", "frame_mel_windows",
+           "valid_starts", "ref_start", "to_signed"]
