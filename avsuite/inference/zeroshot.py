@@ -18,11 +18,11 @@ import math
 import sys
 import unicodedata
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import torch
 
-from avsuite.audio.io import AudioDecodeError, load_audio
+from avsuite.audio.io import AudioDecodeError, audio_duration, load_audio
 
 MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0
@@ -112,6 +112,69 @@ def classify_files(model: Any, labels: list[str], files: Sequence[str | Path], *
             results.append({"file": f, "labels": [labels[j] for j in idx.tolist()],
                             "scores": [round(float(v), 6) for v in p]})
     return results
+
+
+def _scores(probs: torch.Tensor, labels: list[str], k: int) -> dict[str, Any]:
+    p, idx = probs.topk(k)
+    return {"labels": [labels[j] for j in idx.tolist()], "scores": [round(float(v), 6) for v in p]}
+
+
+def read_windows(path: str | Path, sr: int, seconds: float) -> Iterator[tuple[float, torch.Tensor]]:
+    """``(start s, wave (T,))`` for consecutive ``seconds``-long windows of ``path``, each read on
+    its own (``load_audio(segment=...)``: a seek, never the whole file); the last may be shorter."""
+    total = audio_duration(path)
+    for k in range(max(1, math.ceil(total / seconds - 1e-9))):
+        wave, _ = load_audio(path, sr, segment=(k * seconds, seconds), max_seconds=seconds + 1.0)
+        yield k * seconds, wave
+
+
+def classify_long(model: Any, labels: Sequence[str], path: str | Path, *, window_seconds: float | None = None,
+                  windows_per_batch: int = 8, top_k: int = 5, templates: Sequence[str] | None = None
+                  ) -> Iterator[dict[str, Any]]:
+    """Streamed zero-shot of a long file: windows of ``window_seconds`` (default the model's
+    ``max_seconds``) are read one by one, embedded (``windows_per_batch`` at a time, the first
+    alone so that a result comes early) and fused by the mean of their embeddings.
+
+    Yields, after each batch of windows, ``{"file", "labels", "scores", "windows", "seconds",
+    "final": False}`` (the fused result so far), and last the same with ``"final": True``; or one
+    ``{"file", "error", "final": True}``. Windows too short or silent to classify are skipped.
+    """
+    from avsuite.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, embed_waves
+
+    labels = parse_labels(list(labels))
+    seconds = float(window_seconds or model.cfg.max_seconds)
+    with torch.no_grad():
+        classes = class_embeddings(model, labels, templates or DEFAULT_TEMPLATES).float().cpu()
+        scale = float(model.logit_scale.exp())
+    k, acc, used, done = max(1, min(top_k, len(labels))), None, 0, 0.0
+    pending: list[torch.Tensor] = []
+    try:
+        for start, wave in read_windows(path, model.sample_rate, seconds):
+            done = start + wave.numel() / model.sample_rate
+            if check_wave(wave, model.sample_rate) is None:
+                pending.append(wave)
+            if len(pending) < (1 if used == 0 else windows_per_batch):
+                continue
+            emb = embed_waves(model, pending, len(pending))
+            acc, used, pending = (emb.sum(0) if acc is None else acc + emb.sum(0)), used + len(pending), []
+            yield {"file": str(path), **_scores(torch.softmax(scale * _unit(acc) @ classes.T, -1), labels, k),
+                   "windows": used, "seconds": round(done, 3), "final": False}
+    except AudioDecodeError as exc:
+        yield {"file": str(path), "error": exc.reason, "final": True}
+        return
+    if pending:
+        emb = embed_waves(model, pending, len(pending))
+        acc, used = (emb.sum(0) if acc is None else acc + emb.sum(0)), used + len(pending)
+    if acc is None:
+        yield {"file": str(path), "error": "no window could be classified (too short or silent)", "final": True}
+        return
+    yield {"file": str(path), **_scores(torch.softmax(scale * _unit(acc) @ classes.T, -1), labels, k),
+           "windows": used, "seconds": round(done, 3), "final": True}
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Mean of unit embeddings -> unit vector (the fused clip embedding)."""
+    return torch.nn.functional.normalize(x, dim=-1)
 
 
 def display_name(name: str) -> str:

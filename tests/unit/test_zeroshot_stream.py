@@ -1,0 +1,61 @@
+"""Streamed zero-shot of long files (``classify_long``) and the no-CUDA path of tools/bench/gpu.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from avsuite.audio.io import load_audio
+from avsuite.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, embed_waves
+from avsuite.inference.zeroshot import classify_long
+from avsuite.models.clap import ClapModel, ClapModelConfig, tiny_frontend
+
+ROOT = Path(__file__).resolve().parents[2]
+LABELS = ["dog", "rain", "trumpet"]
+
+
+def test_classify_long_streams_and_equals_whole_file_windows(tmp_path):
+    torch.manual_seed(0)
+    model = ClapModel(ClapModelConfig(audio="cnn14_tiny", text="small_tiny", freeze_text=False, embed_dim=32,
+                                      max_seconds=1.0), tiny_frontend()).eval()
+    sr = 22050
+    t = np.arange(int(7.5 * sr)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * (300 + 40 * t) * t)).astype(np.float32)
+    wave[int(1.5 * sr):int(3.5 * sr)] = 0.0                             # window 2 silent: skipped
+    sf.write(tmp_path / "long.wav", wave, sr)
+    out = list(classify_long(model, LABELS, tmp_path / "long.wav", windows_per_batch=3, top_k=3))
+    assert [r["final"] for r in out] == [False] * (len(out) - 1) + [True]
+    assert out[0]["windows"] == 1 and out[-1]["windows"] == 7          # 8 windows (last 0.5 s), 1 silent
+    assert out[-1]["seconds"] == 7.5
+    whole, _ = load_audio(tmp_path / "long.wav", model.sample_rate)
+    wins = [w for i, w in enumerate(whole.split(model.sample_rate)) if i != 2]
+    with torch.no_grad():
+        fused = torch.nn.functional.normalize(embed_waves(model, wins, 8).sum(0), dim=-1)
+        probs = torch.softmax(model.logit_scale.exp() * fused @ class_embeddings(model, LABELS, DEFAULT_TEMPLATES).T, -1)
+    p, idx = probs.topk(3)
+    assert out[-1]["labels"] == [LABELS[i] for i in idx.tolist()]
+    assert np.allclose(out[-1]["scores"], p.tolist(), atol=1e-3)       # windows read alone vs cut from the whole
+
+
+def test_classify_long_bad_file_is_one_error(tmp_path):
+    model = ClapModel(ClapModelConfig(audio="cnn14_tiny", text="small_tiny", freeze_text=False, embed_dim=32,
+                                      max_seconds=1.0), tiny_frontend()).eval()
+    sf.write(tmp_path / "silent.wav", np.zeros(16000 * 3, np.float32), 16000)
+    (out,) = list(classify_long(model, LABELS, tmp_path / "silent.wav"))
+    assert out["final"] and "error" in out
+
+
+def test_gpu_bench_without_cuda_prints_one_json_line():
+    if torch.cuda.is_available():
+        return
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/bench/gpu.py"), "--quick"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["cuda"] is False and "load_avg" in res
