@@ -53,6 +53,10 @@ def test_quickstart_driver_outputs_and_learns(tmp_path):
         assert (out / name).is_file(), name
     train, unseen, heldout = (_labels(out / "data" / f) for f in ("train.jsonl", "unseen.jsonl", "seen_heldout.jsonl"))
     assert unseen and not set(train) & set(unseen) and set(heldout) <= set(train)       # class-disjoint
+    cross = [json.loads(x) for x in (out / "data" / "cross_source.jsonl").read_text().splitlines()]
+    trained_sources = {json.loads(x).get("source") for x in (out / "data" / "train.jsonl").read_text().splitlines()}
+    assert {r.get("source") for r in cross} <= {"gcompris-qt-data"} and "gcompris-qt-data" not in trained_sources
+    assert {r["label"] for r in cross} <= set(train)                                    # classes it learnt elsewhere
     assert m["zeroshot_chance"] == pytest.approx(1 / len(set(unseen)))
     assert m["zeroshot_n"] == len(unseen) and m["unseen_classes"] == len(set(unseen))
     assert m["train_steps"] == 150 and m["train_clips"] == len(train)
@@ -73,5 +77,6 @@ def test_quickstart_on_the_real_corpus_beats_chance_on_unseen_classes(tmp_path):
     m = run(tmp_path / "qs", manifest=manifest, max_minutes=12.0, max_steps=150,
             overrides=["trainer.progress_bar=false"])
     assert m["unseen_classes"] >= 20 and m["train_steps"] >= 100
+    assert m["cross_zeroshot_classes"] >= 10 and 0.0 <= m["cross_zeroshot_top1"] <= 1.0   # reported, not yet > chance
     assert m["zeroshot_top1"] > 2 * m["zeroshot_chance"], m
     assert m["zeroshot_top5"] > 2 * m["zeroshot_chance_top5"], m
