@@ -15,6 +15,7 @@ Presets of the callers:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -67,3 +68,52 @@ def spec_augment(feats: Tensor, lengths: Tensor | None = None, *, n_freq_masks: 
             if do_freq and k < n_freq_masks:
                 _mask(out[i], 0, freq_width, n_mels, fill, generator)
     return out
+
+
+# ----------------------------------------------------------------------------- waveform augmentations
+# Source-identity breakers for training (issue 12): a model that learns "this recording" instead
+# of "this sound" is confused by changing the channel (EQ), the speed/pitch and the background.
+# Each is a pure function of its inputs and an explicit ``generator`` (resume-exact in the Reader).
+
+
+def random_eq(wave: Tensor, sr: int, generator: torch.Generator, *, max_db: float = 12.0, n_bands: int = 6) -> Tensor:
+    """``(T,)`` -> ``(T,)`` through a random smooth EQ: gains uniform in ``[-max_db, max_db]`` dB at
+    ``n_bands`` log-spaced frequencies (50 Hz .. Nyquist), interpolated on a log-frequency axis and
+    applied in the frequency domain. ``max_db=0`` returns the input unchanged."""
+    if max_db <= 0 or wave.numel() < 2:
+        return wave
+    gains = (torch.rand(n_bands, generator=generator, dtype=torch.float64) * 2 - 1) * max_db
+    freqs = torch.fft.rfftfreq(wave.numel(), 1.0 / sr, dtype=torch.float64)
+    anchors = torch.logspace(math.log10(50.0), math.log10(sr / 2), n_bands, dtype=torch.float64)
+    pos = torch.log(freqs.clamp(min=50.0)) - math.log(50.0)
+    grid = torch.log(anchors) - math.log(50.0)
+    idx = torch.searchsorted(grid, pos).clamp(1, n_bands - 1)
+    w = ((pos - grid[idx - 1]) / (grid[idx] - grid[idx - 1])).clamp(0, 1)
+    db = gains[idx - 1] * (1 - w) + gains[idx] * w
+    spec = torch.fft.rfft(wave.double()) * (10 ** (db / 20))
+    return torch.fft.irfft(spec, n=wave.numel()).to(wave.dtype)
+
+
+def speed_perturb(wave: Tensor, sr: int, factor: float) -> Tensor:
+    """Play ``(T,)`` ``factor`` times faster (tempo and pitch together, as tape speed): the result
+    has ``ceil(T / factor)`` samples at the same rate."""
+    if not factor > 0:
+        raise ValueError(f"speed factor must be > 0, got {factor}")
+    if factor == 1.0:
+        return wave
+    from avsuite.audio.resample import resample
+
+    return resample(wave, int(round(sr * factor)), sr)
+
+
+def mix_at_snr(wave: Tensor, other: Tensor, snr_db: float) -> Tensor:
+    """``wave + k * other`` (``other`` looped/cut to ``wave``'s length) with ``k`` chosen so the
+    power ratio wave : added is ``snr_db``; a silent ``other`` leaves ``wave`` unchanged."""
+    if other.numel() == 0:
+        return wave
+    reps = -(-wave.numel() // other.numel())
+    other = other.repeat(reps)[: wave.numel()]
+    p_w, p_o = float(wave.pow(2).mean()), float(other.pow(2).mean())
+    if p_o <= 0 or p_w <= 0:
+        return wave
+    return wave + other * math.sqrt(p_w / (p_o * 10 ** (snr_db / 10)))

@@ -28,6 +28,7 @@ import torch
 from avsuite.data.batches import AudioTextBatch, pad_right, row_captions
 from avsuite.data.compose import compose_example, event_name
 from avsuite.data.datamodule import AudioDataModule
+from avsuite.audio.augment import mix_at_snr, random_eq, speed_perturb
 from avsuite.data.pipeline import DataConfig, ItemContext, Reader, SkipRow
 from avsuite.data.rows import ManifestRows
 from avsuite.data.sampling import LabelDistinctBatches, Plan, ShuffledBatches, rng_of
@@ -44,11 +45,26 @@ class ClapDataConfig(DataConfig):
     gain_db: float = 6.0
     #: drop the last, incomplete batch of an epoch (contrastive losses want full batches)
     drop_last: bool = True
+    #: train-time random EQ, gains uniform in [-eq_db, +eq_db] dB at 6 log-spaced bands (0 = off)
+    eq_db: float = 0.0
+    #: train-time speed (tempo + pitch) factor uniform in [1 - speed, 1 + speed] (0 = off)
+    speed: float = 0.0
+    #: probability of mixing another random training clip under a clip, at an SNR uniform in
+    #: [mix_snr_db, mix_snr_db + 10] dB (its caption is not added: a background, not an event)
+    mix_prob: float = 0.0
+    mix_snr_db: float = 10.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (math.isfinite(self.gain_db) and self.gain_db >= 0):
-            raise ValueError(f"gain_db must be >= 0, got {self.gain_db}")
+        for key in ("gain_db", "eq_db"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not (math.isfinite(self.speed) and 0 <= self.speed < 0.5):
+            raise ValueError(f"speed must be in [0, 0.5), got {self.speed}")
+        if not (math.isfinite(self.mix_prob) and 0 <= self.mix_prob <= 1):
+            raise ValueError(f"mix_prob must be in [0, 1], got {self.mix_prob}")
+        if not math.isfinite(self.mix_snr_db):
+            raise ValueError(f"mix_snr_db must be finite, got {self.mix_snr_db}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,10 +147,33 @@ def load_clip(ctx: ItemContext, i: int, gen: torch.Generator) -> dict[str, Any] 
     gain_db = getattr(ctx.cfg, "gain_db", 0.0) if ctx.train else 0.0
     if gain_db:
         wave = wave * 10 ** ((2 * float(torch.rand((), generator=gen)) - 1) * gain_db / 20)
+    if ctx.train:
+        wave = _break_source(ctx, i, wave, gen)
     row = ctx.row(i)
     caps = _captions(row)
     return {"id": row["id"], "wave": wave, "row": row, "caption": _pick(caps, gen) if ctx.train else caps[0],
             "negatives": [], "label": row.get("label")}
+
+
+def _break_source(ctx: ItemContext, i: int, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """EQ, speed and background mixing (each only when configured; draws only from ``gen``)."""
+    cfg, sr = ctx.cfg, ctx.cfg.sample_rate
+    if getattr(cfg, "speed", 0.0):
+        factor = 1.0 + (2 * float(torch.rand((), generator=gen)) - 1) * cfg.speed
+        n = wave.numel()
+        wave = speed_perturb(wave, sr, factor)
+        if cfg.crop_seconds:                               # keep the crop length the batch expects
+            wave = torch.nn.functional.pad(wave, (0, max(0, n - wave.numel())))[:n]
+    if getattr(cfg, "eq_db", 0.0):
+        wave = random_eq(wave, sr, gen, max_db=cfg.eq_db)
+    if getattr(cfg, "mix_prob", 0.0) and float(torch.rand((), generator=gen)) < cfg.mix_prob:
+        j = int(torch.randint(len(ctx.rows), (), generator=gen))
+        if j != i:
+            other = ctx.decode(j, gen)
+            if other is not None:
+                snr = cfg.mix_snr_db + 10 * float(torch.rand((), generator=gen))
+                wave = mix_at_snr(wave, other, snr)
+    return wave
 
 
 def load_composition(ctx: ItemContext, item: tuple, gen: torch.Generator, stage: str, gap_seconds: float
