@@ -18,7 +18,9 @@ The sides run interleaved (ours, plain, cached, ours, ...), medians are reported
 
 ``data_starvation`` = our step time on ONE cached batch repeated (same module, same Trainer) /
 our step time with the Reader: the fraction of a step spent computing (1.0 = never waits for
-data; a GPU-utilisation-like figure). Differences in sampling (ours: label-distinct batches, one
+data; a GPU-utilisation-like figure; on a loaded CPU it can exceed 1: the rounds see different
+load). ``*_data_wait_frac``: the share of each step period spent waiting for the next batch
+(before ``on_train_batch_start`` / open_clip's ``data_time``), from the same runs. Differences in sampling (ours: label-distinct batches, one
 caption drawn per clip per step) are part of "ours". Ends with ONE JSON line.
 """
 
@@ -63,6 +65,11 @@ def per_sample_s(ends: list[float], warm: int, batch: int) -> float:
     return (ends[-1] - ends[warm - 1]) / ((len(ends) - warm) * batch)
 
 
+def wait_frac(starts: list[float], ends: list[float], warm: int) -> float:
+    """Fraction of the step periods after ``warm`` spent before the step started (waiting for data)."""
+    return sum(starts[i] - ends[i - 1] for i in range(warm, len(ends))) / (ends[-1] - ends[warm - 1])
+
+
 # ----------------------------------------------------------------------------------------- ours
 def config(manifest: Path, steps: int, out_threads: int):
     from avsuite.recipes import clap
@@ -78,7 +85,7 @@ def run_ours(cfg, warm: int) -> float:
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as tmp:
         clap.train(cfg, Path(tmp), callbacks=[timer])
-    return per_sample_s(timer.ends, warm, cfg.data.batch_size)
+    return per_sample_s(timer.ends, warm, cfg.data.batch_size), wait_frac(timer.starts, timer.ends, warm)
 
 
 def run_cached(cfg, warm: int, batch) -> float:
@@ -180,9 +187,10 @@ class PlainLoop:
         opt_cfg = adamw_with_schedule(model, cfg.optim, steps)
         opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
         model.train()
-        ends = []
+        starts, ends = [], []
         for _ in range(steps):
             audio, lengths, caps = self.next_batch()
+            starts.append(time.perf_counter())                # open_clip's data_time ends here
             opt.zero_grad(set_to_none=True)
             out = model(audio, lengths, caps)
             losses = compute_objective(cfg.loss, out["audio"], out["text"], out["logit_scale"])
@@ -192,7 +200,7 @@ class PlainLoop:
             model.clamp_logit_scale()
             float(losses["loss"].detach())                 # open_clip logs the loss value
             ends.append(time.perf_counter())
-        return per_sample_s(ends, warm, cfg.data.batch_size)
+        return per_sample_s(ends, warm, cfg.data.batch_size), wait_frac(starts, ends, warm)
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -232,18 +240,21 @@ def main() -> None:
     log("building the plain loop")
     plain = PlainLoop(cfg, cfg.data.num_parallel_calls)
     batch = first_batch(cfg)
-    ours_s, plain_s, cached_s = [], [], []
+    ours_s, plain_s, cached_s, ours_w, plain_w = [], [], [], [], []
     for r in range(rounds):
         log(f"round {r}")
-        ours_s.append(run_ours(cfg, a.warm))
+        o, w = run_ours(cfg, a.warm)
+        ours_s.append(o), ours_w.append(w)
         log(f"ours {1 / ours_s[-1]:.1f} samples/s")
-        plain_s.append(plain.run(total, a.warm))
+        o, w = plain.run(total, a.warm)
+        plain_s.append(o), plain_w.append(w)
         log(f"plain {1 / plain_s[-1]:.1f} samples/s")
         cached_s.append(run_cached(cfg, a.warm, batch))
         log(f"cached {1 / cached_s[-1]:.1f} samples/s")
     o, p, c = (statistics.median(x) for x in (ours_s, plain_s, cached_s))
     res = {"ours_samples_per_s": 1 / o, "plain_loop_samples_per_s": 1 / p, "ratio": p / o,
            "ours_cached_batch_samples_per_s": 1 / c, "data_starvation": c / o,
+           "ours_data_wait_frac": statistics.median(ours_w), "plain_data_wait_frac": statistics.median(plain_w),
            "ours_rounds": [round(1 / x, 2) for x in ours_s], "plain_rounds": [round(1 / x, 2) for x in plain_s],
            "batch": cfg.data.batch_size, "crop_seconds": cfg.data.crop_seconds, "workers": cfg.data.num_parallel_calls,
            "steps": steps, "rounds": rounds, "threads": a.threads,
