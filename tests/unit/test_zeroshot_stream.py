@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -59,3 +60,17 @@ def test_gpu_bench_without_cuda_prints_one_json_line():
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["cuda"] is False and "load_avg" in res
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bench, keys", [
+    ("zeroshot.py", {"ours_b1_clips_per_s", "ours_b32_clips_per_s", "naive_clips_per_s", "stream_first_result_s",
+                     "whole_first_result_s", "load_avg"}),
+    ("clap_train.py", {"ours_samples_per_s", "plain_loop_samples_per_s", "ratio", "data_starvation", "load_avg"}),
+])
+def test_bench_quick_prints_one_json_line(bench, keys):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/bench" / bench), "--quick"], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert keys <= set(res)

@@ -106,11 +106,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--clips", type=int, default=None)
-    ap.add_argument("--long-minutes", type=float, default=None, help="default 10 (--quick: 2)")
+    ap.add_argument("--long-minutes", type=float, default=None, help="default 10 (--quick: 1)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    rounds, n = a.rounds or (1 if a.quick else 3), a.clips or (16 if a.quick else 96)
-    a.long_minutes = a.long_minutes or (2.0 if a.quick else 10.0)
+    rounds, n = a.rounds or (1 if a.quick else 3), a.clips or (8 if a.quick else 96)
+    a.long_minutes = a.long_minutes or (1.0 if a.quick else 10.0)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
