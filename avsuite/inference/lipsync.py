@@ -189,6 +189,9 @@ def run_lipsync(model: Path, video: Path, audio: Path, out: Path, *, detector: s
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
+    import av.logging
+
+    av.logging.set_level(None)           # see avsuite.recipes.lipsync.quiet_pyav (a decoder-thread deadlock)
     conf = read_model_config(model)
     infer = conf.get("inference", {}) if isinstance(conf.get("inference"), dict) else {}
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")

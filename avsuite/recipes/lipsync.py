@@ -262,8 +262,19 @@ def build_model(cfg: Config) -> LipSyncModel:
     return model
 
 
+def quiet_pyav() -> None:
+    """Importing lightning turns PyAV's FFmpeg -> Python log bridge on (level 16). With frame-threaded
+    H.264 decoding (``thread_type="AUTO"``) a decoder thread that logs while the codec context is
+    freed under the GIL deadlocks the process (seen here in a loader thread; PyAV issues #751, #909).
+    The bridge is turned off for this process."""
+    import av.logging
+
+    av.logging.set_level(None)
+
+
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     """Writes ``config.yaml``, ``model/``, ``last.ckpt``, ``metrics.json`` under ``out``."""
+    quiet_pyav()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data
@@ -362,6 +373,7 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
+    quiet_pyav()
     model = load_model(model_dir, kind="lipsync")
     conf = read_model_config(model_dir)
     m = model.cfg

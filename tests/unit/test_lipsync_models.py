@@ -145,7 +145,7 @@ def test_reference_window_is_far_from_the_target():
     for s in range(0, 30, 3):
         r = ref_start(g, s, 30, 16)
         assert 0 <= r < 30 and abs(r - s) >= min(16, max(s, 29 - s))
-    assert ref_start(g, 2, 5, 16) == 4
+    assert ref_start(g, 1, 5, 16) == 4 and ref_start(g, 2, 5, 16) == 0     # farthest; ties: the earlier
 
 
 def test_cfg_scale_one_is_the_conditional_branch(micro):
