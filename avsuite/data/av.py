@@ -23,6 +23,7 @@ The mel is the Wav2Lip mel of the whole clip (:mod:`avsuite.audio.wav2lip_mel`),
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,10 @@ from avsuite.data.batches import _Movable
 from avsuite.data.pipeline import DataConfig, ItemContext, SkipRow
 
 KINDS = ("pos", "other", "shift")
+
+#: one PyAV decode at a time in this process: two loader threads decoding concurrently (PyAV 18,
+#: ``thread_type="AUTO"``) were seen to block each other forever under training load
+_DECODE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +90,8 @@ def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray
         ctx.skip("no_video", f"{row['id']}: the row has no 'video'")
         return None
     try:
-        frames, _ = read_video(row["video"], start=start, count=count)
+        with _DECODE_LOCK:
+            frames, _ = read_video(row["video"], start=start, count=count)
     except VideoDecodeError as exc:
         if ctx.cfg.strict:
             raise

@@ -15,6 +15,7 @@ LOADERS: dict[str, str] = {
     "clap": "avsuite.models.clap:model_from_state",
     "ctc_ot": "avsuite.models.seq2seq:model_from_state",
     "continual_slu": "avsuite.models.intent:model_from_state",
+    "syncnet": "avsuite.models.syncnet:model_from_state",
     "lipsync": "avsuite.models.lipsync:model_from_state",
 }
 
