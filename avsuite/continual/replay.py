@@ -144,6 +144,8 @@ class ClassBalancedBuffer(ReplayBuffer):
             raise ReplayError("herding selection needs features (N, D) for the examples")
         new = sorted(set(labels) - set(self.per_class))
         n_classes = len(self.per_class) + len(new)
+        if n_classes == 0:                          # nothing seen yet and nothing given (all unreadable)
+            return
         if n_classes > self.capacity:
             raise ReplayError(f"memory budget {self.capacity} is smaller than the {n_classes} classes seen; "
                               "a class-balanced memory needs at least one slot per class")

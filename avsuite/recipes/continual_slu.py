@@ -243,6 +243,8 @@ class ContinualCallback(L.Callback):
         self.buffer = make_buffer(cfg.memory.kind, cfg.memory.size, seed=cfg.trainer.seed)
         self.R: list[list[float]] = []
         self.seen: list[float] = []
+        self.R_engine: list[list[float]] = []        # the same on the held-out TTS engine (if any)
+        self.seen_engine: list[float] = []
         self.started = -1                          # the last task whose first batch was prepared
 
     @property
@@ -277,6 +279,10 @@ class ContinualCallback(L.Callback):
             return
         with trainer.precision_plugin.forward_context():
             row, seen_acc = self.evaluate(module, task)
+            if len(self.corpus.engine_idx):
+                e_row, e_seen = self.evaluate(module, task, self.corpus.train, self.corpus.engine_idx)
+                self.R_engine.append(e_row)
+                self.seen_engine.append(e_seen)
             if self.uses_memory:
                 self.update_memory(trainer, module, task)
         self.R.append(row)
@@ -290,11 +296,13 @@ class ContinualCallback(L.Callback):
             for lg in trainer.loggers:
                 lg.log_metrics({"task/acc_seen": seen_acc, "task/index": task}, step=trainer.global_step)
 
-    def evaluate(self, module: ContinualModule, task: int) -> tuple[list[float], float]:
-        """Accuracy on each seen task's test rows and on all seen classes."""
+    def evaluate(self, module: ContinualModule, task: int, rows: Any = None, pool: np.ndarray | None = None
+                 ) -> tuple[list[float], float]:
+        """Accuracy on each seen task's test rows (or ``pool`` of ``rows``) and on all seen classes."""
         c = self.corpus
-        idx = c.of_classes(c.test, c.test_idx, self.sc.seen_classes(task))
-        preds, labels = predict(module.model, eval_reader(c.test, self.cfg.data, idx), self.sc.num_seen(task),
+        rows, pool = (c.test, c.test_idx) if rows is None else (rows, pool)
+        idx = c.of_classes(rows, pool, self.sc.seen_classes(task))
+        preds, labels = predict(module.model, eval_reader(rows, self.cfg.data, idx), self.sc.num_seen(task),
                                 module.device)
         hits = [p == module.index[lab] for p, lab in zip(preds, labels)]
         row = []
@@ -316,10 +324,13 @@ class ContinualCallback(L.Callback):
         self.data.memory = [int(i) for i in self.buffer.ids]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"R": self.R, "seen": self.seen, "buffer": self.buffer.state_dict(), "started": self.started}
+        return {"R": self.R, "seen": self.seen, "R_engine": self.R_engine, "seen_engine": self.seen_engine,
+                "buffer": self.buffer.state_dict(), "started": self.started}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.R, self.seen = [list(r) for r in state["R"]], list(state["seen"])
+        self.R_engine = [list(r) for r in state.get("R_engine", [])]
+        self.seen_engine = list(state.get("seen_engine", []))
         self.started = int(state["started"])
         self.buffer.load_state_dict(state["buffer"])
         self.data.memory = [int(i) for i in self.buffer.ids]
@@ -354,6 +365,10 @@ def train(cfg: Config, out: Path, resume: bool = False) -> dict[str, float]:
         atomic_write_text(out / "scenario.json", json.dumps(sc.to_dict(), indent=1))
     trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     metrics = summarize(callback.R, callback.seen)
+    if callback.R_engine:                           # the voice family never heard in training
+        metrics.update({f"engine_{k}": v for k, v in summarize(callback.R_engine, callback.seen_engine).items()
+                        if not k.startswith("acc_after")})
+        metrics["engine_num_examples"] = float(len(corpus.engine_idx))
     metrics.update({f"acc_after_task_{t}": a for t, a in enumerate(callback.seen)})
     metrics["memory_size"] = float(cfg.memory.size if callback.uses_memory else 0)
     metrics["steps"] = float(trainer.global_step)

@@ -9,7 +9,7 @@ turns them into features on the model's device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -36,6 +36,9 @@ class IntentDataConfig(DataConfig):
     crop_seconds: float | None = 4.0
     #: batch size of the task-end evaluation and of the herding features (no gradients)
     eval_batch_size: int = 128
+    #: a TTS engine (rows' ``engine``, e.g. "festival") kept out of training and test entirely:
+    #: all its clips are a second test set from a voice family never heard (``engine_*`` metrics)
+    heldout_engine: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,6 +69,8 @@ class Corpus:
     test: ManifestRows
     train_idx: np.ndarray
     test_idx: np.ndarray
+    #: rows (in ``train``) of the held-out TTS engine, every split (empty when none)
+    engine_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def labels(self, rows: ManifestRows, idx: np.ndarray) -> list[str]:
         return [rows.label_names[k] for k in rows.labels[idx].tolist()]
@@ -93,7 +98,20 @@ def split_corpus(cfg: DataConfig) -> Corpus:
     bad = [src[int(i)]["id"] for src, idx in ((rows, train_idx), (test, test_idx)) for i in idx[src.labels[idx] < 0]]
     if bad:
         raise ScenarioError(f"rows without an intent 'label': {bad[:5]}")
-    return Corpus(rows, test, train_idx, test_idx)
+    engine = getattr(cfg, "heldout_engine", None)
+    if not engine:
+        return Corpus(rows, test, train_idx, test_idx)
+    of_engine = np.asarray([rows[i].get("engine") == engine for i in range(len(rows))], bool)
+    engines = sorted({str(rows[i].get("engine")) for i in range(len(rows))})
+    if not of_engine.any():
+        raise ScenarioError(f"data.heldout_engine={engine!r}: no rows of that engine; engines: {engines}")
+    train_idx = train_idx[~of_engine[train_idx]]
+    if test is rows:
+        test_idx = test_idx[~of_engine[test_idx]]
+    engine_idx = np.nonzero(of_engine & (rows.labels >= 0))[0].astype(np.int64)
+    if not len(train_idx) or not len(test_idx):
+        raise ScenarioError(f"data.heldout_engine={engine!r} leaves no train or test rows")
+    return Corpus(rows, test, train_idx, test_idx, engine_idx)
 
 
 def minilm_embeddings(texts: list[str]) -> dict[str, Tensor]:

@@ -296,3 +296,28 @@ def test_max_steps_caps_each_task_plan(tmp_path, manifest):
     m = rec.train(_cfg(manifest, "method=replay", "trainer.max_steps=2"), tmp_path / "cap")
     tasks = [json.loads((tmp_path / "cap" / "tasks" / f"task_{t}.json").read_text()) for t in (0, 1)]
     assert m["steps"] == 4 and [t["steps"] for t in tasks] == [2, 2] and m["num_tasks"] == 2
+
+
+def test_heldout_tts_engine_is_never_trained_on_and_reported(tmp_path, manifest):
+    """data.heldout_engine: that engine's clips leave train and test and form their own test set
+    (issue 12: accuracy and forgetting on a voice family never heard)."""
+    from avsuite.recipes.continual_slu_data import split_corpus
+
+    rows = [json.loads(x) for x in Path(manifest).read_text().splitlines()]
+    for r in rows:
+        r["engine"] = "festival" if r["speaker"] == "s3" else "espeak"
+        r["audio"] = str(Path(manifest).parent / r["audio"])
+    m2 = write_manifest(rows, tmp_path / "engines.jsonl")
+    cfg = _cfg(m2, "data.heldout_engine=festival", "method=replay")
+    corpus = split_corpus(cfg.data)
+    engine_ids = {corpus.train[int(i)]["id"] for i in corpus.engine_idx}
+    assert engine_ids == {r["id"] for r in rows if r["engine"] == "festival"}
+    assert not engine_ids & {corpus.train[int(i)]["id"] for i in corpus.train_idx}
+    assert not engine_ids & {corpus.test[int(i)]["id"] for i in corpus.test_idx}
+    torch.set_num_threads(1)
+    m = rec.train(cfg, tmp_path / "run")
+    for key in ("engine_avg_acc", "engine_forgetting", "engine_last_acc"):
+        assert key in m and 0.0 <= m[key] <= 1.0, key
+    assert m["engine_num_examples"] == len(engine_ids)
+    with pytest.raises(ScenarioError, match="no rows of that engine"):
+        split_corpus(_cfg(m2, "data.heldout_engine=piper").data)
