@@ -38,9 +38,23 @@ from avsuite.data.pipeline import DataConfig, ItemContext, SkipRow
 
 KINDS = ("pos", "other", "shift")
 
-#: one PyAV decode at a time in this process: two loader threads decoding concurrently (PyAV 18,
-#: ``thread_type="AUTO"``) were seen to block each other forever under training load
-_DECODE_LOCK = threading.Lock()
+_AV_LOG_LOCK = threading.Lock()
+_AV_LOG_FIXED: list[bool] = []
+
+
+def _ffmpeg_logs_without_the_gil() -> None:
+    """PyAV's log callback takes the GIL from FFmpeg's decoder threads; a loader thread that frees a
+    frame-threaded H.264 context (``avcodec_free_context``, GIL held) waits for those threads, one
+    of which waits in the callback for the GIL: a deadlock (seen with gdb in training). FFmpeg's own
+    callback needs no GIL; it prints errors only (level ERROR)."""
+    with _AV_LOG_LOCK:
+        if _AV_LOG_FIXED:
+            return
+        import av.logging
+
+        av.logging.restore_default_callback()
+        av.logging.set_libav_level(av.logging.ERROR)
+        _AV_LOG_FIXED.append(True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,8 +104,8 @@ def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray
         ctx.skip("no_video", f"{row['id']}: the row has no 'video'")
         return None
     try:
-        with _DECODE_LOCK:
-            frames, _ = read_video(row["video"], start=start, count=count)
+        _ffmpeg_logs_without_the_gil()
+        frames, _ = read_video(row["video"], start=start, count=count)
     except VideoDecodeError as exc:
         if ctx.cfg.strict:
             raise
