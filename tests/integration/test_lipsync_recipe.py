@@ -150,3 +150,36 @@ def test_no_face_anywhere_is_a_clear_error(runs):
     frames = np.zeros((10, 64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match="no face"):
         _pipeline(runs, detector=lambda f: None).frames(frames, torch.zeros(SR), fps=FPS)
+
+
+def test_unet_stage_kill_9_and_resume_equals_uninterrupted(runs, tmp_path):
+    import random
+
+    from tests.integration.kill_resume import kill_and_resume, same_weights
+
+    root = runs["root"]
+    fast = [a for a in FAST if not a.startswith("trainer.max_steps")]
+    args = ["train", "lipsync", "--config", "configs/lipsync/tiny.yaml", f"data.manifest={runs['manifest']}", *fast,
+            "trainer.max_steps=6", f"init={root / 'vae' / 'model'}", f"syncnet={root / 'sn' / 'model'}"]
+    kill_step = random.Random().randint(2, 4)           # 3 train clips, batch 1: crosses epoch ends
+    killed, full, step = kill_and_resume(args, tmp_path, kill_step)
+    assert step >= kill_step
+    assert same_weights(killed, full), f"resumed from step {step} differs from the uninterrupted run"
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (killed, full))
+    assert a["steps"] == b["steps"] == 6 and a["train_loss"] == b["train_loss"] and a["mouth_psnr"] == b["mouth_psnr"]
+
+
+def test_configs_load_and_match_their_presets():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    tiny = recipe.load(root / "configs/lipsync/tiny.yaml", ["init=x"])
+    big = recipe.load(root / "configs/lipsync/latentsync_256.yaml")
+    assert (tiny.model.preset, tiny.data.face_size, tiny.data.n_frames) == ("tiny", 64, 16)
+    assert (big.model.preset, big.data.face_size, big.data.sync_frames, big.data.sync_mel_steps) == \
+        ("latentsync_256", 256, 16, 52)
+    assert big.trainer.precision == "bf16-mixed" and big.optim.lr == 1e-5 and big.trainer.gradient_clip_val == 1.0
+    with pytest.raises(ValueError, match="init"):
+        recipe.load(root / "configs/lipsync/tiny.yaml", ["init=null"])
+    with pytest.raises(ValueError, match="face_size"):
+        recipe.load(root / "configs/lipsync/tiny.yaml", ["init=x", "data.face_size=96"])
