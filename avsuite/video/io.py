@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -60,9 +61,31 @@ def _check_file(path: Path) -> None:
         raise VideoDecodeError(path, "empty file (0 bytes)")
 
 
+_LOG_LOCK = threading.Lock()
+_LOG_FIXED: list[bool] = []
+
+
+def ffmpeg_logs_without_the_gil() -> None:
+    """Use FFmpeg's own log callback (errors only) instead of PyAV's Python bridge, once per process.
+
+    Importing lightning turns the bridge on; it takes the GIL from FFmpeg's decoder threads, and a
+    thread that frees a frame-threaded H.264 context (``avcodec_free_context``, GIL held) waits for
+    those threads while one waits for the GIL: a deadlock (seen with gdb in loader threads; PyAV
+    issues #751, #909). Called by every read here, so no caller has to remember it."""
+    with _LOG_LOCK:
+        if _LOG_FIXED:
+            return
+        import av.logging
+
+        av.logging.restore_default_callback()
+        av.logging.set_libav_level(av.logging.ERROR)
+        _LOG_FIXED.append(True)
+
+
 def _open(path: Path):
     import av
 
+    ffmpeg_logs_without_the_gil()
     _check_file(path)
     try:
         container = av.open(str(path), mode="r")
