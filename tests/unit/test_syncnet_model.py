@@ -38,8 +38,8 @@ def test_stable_syncnet_blocks_run_width_scaled():
                          audio={"block_out": (32,) * 7, "downsample": ((2, 1), 2, 2, 1, 2, 2, (2, 3)),
                                 "attn": (0, 0, 0, 1, 1, 0, 0)})
     model = SyncNet(cfg)
-    v, a = model(torch.rand(1, 48, 128, 256) * 2 - 1, torch.randn(1, 1, 80, 52))
-    assert v.shape == a.shape == (1, 32)
+    v, a = model(torch.rand(2, 48, 128, 256) * 2 - 1, torch.randn(2, 1, 80, 52))
+    assert v.shape == a.shape == (2, 32)
     (1 - sync_cosine(v, a)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
