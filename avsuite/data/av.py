@@ -23,7 +23,6 @@ The mel is the Wav2Lip mel of the whole clip (:mod:`avsuite.audio.wav2lip_mel`),
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,25 +36,6 @@ from avsuite.data.batches import _Movable
 from avsuite.data.pipeline import DataConfig, ItemContext, SkipRow
 
 KINDS = ("pos", "other", "shift")
-
-_AV_LOG_LOCK = threading.Lock()
-_AV_LOG_FIXED: list[bool] = []
-
-
-def _ffmpeg_logs_without_the_gil() -> None:
-    """PyAV's log callback takes the GIL from FFmpeg's decoder threads; a loader thread that frees a
-    frame-threaded H.264 context (``avcodec_free_context``, GIL held) waits for those threads, one
-    of which waits in the callback for the GIL: a deadlock (seen with gdb in training). FFmpeg's own
-    callback needs no GIL; it prints errors only (level ERROR)."""
-    with _AV_LOG_LOCK:
-        if _AV_LOG_FIXED:
-            return
-        import av.logging
-
-        av.logging.restore_default_callback()
-        av.logging.set_libav_level(av.logging.ERROR)
-        _AV_LOG_FIXED.append(True)
-
 
 @dataclass(frozen=True, kw_only=True)
 class SyncDataConfig(DataConfig):
@@ -95,7 +75,8 @@ class SyncDataConfig(DataConfig):
 
 # ----------------------------------------------------------------------------- frames
 def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray | None:
-    """Frames ``start .. start+count-1`` of row ``i``'s video, ``(count, H, W, 3)`` uint8 RGB;
+    """Frames ``start .. start+count-1`` of row ``i``'s video, ``(count, H, W, 3)`` uint8 RGB (read_video
+    switches PyAV to FFmpeg's own log callback: safe in loader threads);
     None after counting (``unreadable``) when the file cannot be read (raises when strict)."""
     from avsuite.video.io import VideoDecodeError, read_video
 
@@ -104,7 +85,6 @@ def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray
         ctx.skip("no_video", f"{row['id']}: the row has no 'video'")
         return None
     try:
-        _ffmpeg_logs_without_the_gil()
         frames, _ = read_video(row["video"], start=start, count=count)
     except VideoDecodeError as exc:
         if ctx.cfg.strict:
