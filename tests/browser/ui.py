@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def wait_for(driver, predicate, timeout: float = 30.0, what: str = "condition"):
     from selenium.webdriver.support.ui import WebDriverWait
@@ -33,9 +35,16 @@ def type_into(driver, css: str, text: str) -> None:
     box.send_keys(text)
 
 
+_TIMER = re.compile(r"^\d+(\.\d+)?s(/[\d.]+s)?\s*\n?")   # Gradio's progress timer over a pending output
+
+
 def _settled(driver, status: str, before: str) -> str | None:
+    """The status once Gradio has finished: no progress timer over it (under load the timer shows
+    on top of the OLD text, which differs from ``before`` only by that prefix), and new text."""
     text = by_css(driver, status).text.strip()
-    return text if text and text != before and "processing" not in text else None
+    if not text or "processing" in text or _TIMER.match(text):
+        return None
+    return text if text != _TIMER.sub("", before).strip() else None
 
 
 def status_after_click(driver, button: str, status: str) -> str:
