@@ -24,7 +24,7 @@ Presets: ``tiny`` (CPU: 64 px, /4 VAE -> 16 x 16 latents, UNet (32, 64, 128)) an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -186,16 +186,11 @@ class LipSyncModel(nn.Module):
         return self
 
     def export_config(self) -> dict[str, Any]:
+        from avsuite.config import to_dict
+
         cfg = replace(self.cfg, scaling_factor=float(self.scaling))
-        return {"kind": "lipsync", "model": _plain(asdict(cfg))}
+        return {"kind": "lipsync", "model": to_dict(cfg)}
 
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
 
 
 def config_from_dict(d: dict[str, Any]) -> LipSyncConfig:

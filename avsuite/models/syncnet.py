@@ -233,23 +233,15 @@ class SyncNet(nn.Module):
         return self.encode_frames(frames), self.encode_mel(mel)
 
     def export_config(self) -> dict[str, Any]:
-        from dataclasses import asdict
+        from avsuite.config import to_dict
 
-        return {"kind": "syncnet", "model": _plain(asdict(self.cfg))}
+        return {"kind": "syncnet", "model": to_dict(self.cfg)}
 
 
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, (list, tuple)) else v
             for k, v in d.items()}
 
-
-def _plain(x: Any) -> Any:
-    """Tuples -> lists (YAML-safe, no aliases)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
 
 
 def config_from_dict(d: dict[str, Any]) -> SyncNetConfig:
