@@ -15,7 +15,7 @@ command -v "$PY" >/dev/null || PY=python3
 APT_PKGS=(libsndfile1 ffmpeg fluidsynth fluid-soundfont-gm tuxpaint-stamps-default gcompris-qt-data
   asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
   asterisk-core-sounds-fr asterisk-core-sounds-es festival festvox-kallpc16k festvox-us-slt-hts
-  flite espeak-ng sox chromium chromium-driver opencv-doc)
+  flite espeak-ng sox chromium chromium-driver opencv-doc apertium apertium-eng-spa)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
