@@ -21,18 +21,18 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import json
-import os
 import random
 import re
 import shutil
-import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-SAMPLE_RATE = 16000
+# the TTS engines live in tts.py (shared with the ``speech`` corpus); re-exported here
+from avsuite.data.corpora.tts import (ESPEAK_ACCENTS, ESPEAK_VARIANTS, FESTIVAL_VOICES, FLITE_VOICES,  # noqa: F401
+                                      SAMPLE_RATE, SPEEDS, engines_installed, missing_engines, run_jobs,
+                                      synthesize)
+
 
 #: distribution -> (task name, licence)
 SKILLS: dict[str, tuple[str, str]] = {
@@ -51,11 +51,6 @@ SLOTS: dict[str, list[str]] = {
 }
 _FALLBACK_SLOT = ["something", "tomorrow", "here"]
 
-ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029"]
-ESPEAK_VARIANTS = ["m1", "f1", "m3", "f2", "m2", "f3", "m4", "f4", "m7", "f5", "klatt", "klatt3", "m5", "m6"]
-FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
-FESTIVAL_VOICES = ["kal_diphone", "cmu_us_slt_arctic_hts"]
-SPEEDS = [0.85, 1.0, 1.15]
 
 
 class IntentCorpusError(RuntimeError):
@@ -198,54 +193,6 @@ def make_speakers(opts: IntentBuildOptions) -> list[dict[str, str]]:
     return speakers
 
 
-def _tts_command(speaker: str, text: str, speed: float, wav: str) -> tuple[list[str], str | None]:
-    engine, voice = speaker.split(":", 1)
-    if engine == "espeak":
-        return ["espeak-ng", "-v", voice, "-s", str(int(round(170 * speed))), "-w", wav, text], None
-    if engine == "flite":
-        return ["flite", "-voice", voice, "--setf", f"duration_stretch={1 / speed:.3f}", "-t", text, "-o", wav], None
-    if engine == "festival":
-        return (["text2wave", "-o", wav, "-eval", f"(voice_{voice})",
-                 "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})"], text)
-    raise IntentCorpusError(f"unknown TTS engine in speaker {speaker!r}")
-
-
-def synthesize(speaker: str, text: str, speed: float, out_wav: Path) -> float:
-    """Speak ``text`` with ``speaker`` into a 16 kHz mono wav; return its duration in seconds."""
-    import numpy as np
-    import soundfile as sf
-    import torch
-
-    from avsuite.audio.resample import resample
-
-    with tempfile.TemporaryDirectory(prefix="avsuite_tts_") as tmp:
-        raw = os.path.join(tmp, "raw.wav")
-        cmd, stdin = _tts_command(speaker, text, speed, raw)
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0 or not os.path.exists(raw):
-            raise IntentCorpusError(f"{cmd[0]} failed for {speaker!r}: {proc.stderr.strip()[:300]}")
-        data, sr = sf.read(raw, dtype="float32", always_2d=True)
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    if sr != SAMPLE_RATE:
-        wave = resample(wave, sr, SAMPLE_RATE)
-    peak = float(wave.abs().max()) if wave.numel() else 0.0
-    if peak > 0:
-        wave = wave * (0.9 / peak)
-    out_wav.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out_wav.with_suffix(".tmp.wav")
-    sf.write(str(tmp_out), wave.numpy(), SAMPLE_RATE, subtype="PCM_16")
-    os.replace(tmp_out, out_wav)
-    return wave.numel() / SAMPLE_RATE
-
-
-def _synth_job(job: dict[str, Any]) -> tuple[str, float]:
-    path = Path(job["path"])
-    if path.is_file():
-        import soundfile as sf
-        return job["id"], sf.info(str(path)).duration
-    return job["id"], synthesize(job["speaker"], job["text"], job["speed"], path)
-
-
 # ----------------------------------------------------------------------------- build
 def plan_rows(opts: IntentBuildOptions, intents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every clip to make, without audio: balanced (``per_speaker`` per intent per speaker)."""
@@ -273,11 +220,9 @@ def plan_rows(opts: IntentBuildOptions, intents: dict[str, dict[str, Any]]) -> l
 
 
 def _check_engines(rows: list[dict[str, Any]]) -> None:
-    need = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
-    for engine in {r["engine"] for r in rows}:
-        if shutil.which(need[engine]) is None:
-            raise IntentCorpusError(f"TTS engine {need[engine]!r} not found (Debian package "
-                                    f"{'espeak-ng' if engine == 'espeak' else engine}); or set n_{engine}=0")
+    problems = missing_engines(r["engine"] for r in rows)
+    if problems:
+        raise IntentCorpusError("; ".join(problems))
 
 
 VERSION = 1
@@ -288,7 +233,7 @@ DEFAULTS: dict[str, Any] = {**asdict(IntentBuildOptions()), "progress": True}
 def inputs(options: dict[str, Any]) -> dict[str, Any]:
     """Installed input versions (template packages, TTS engines) that a cached build depends on."""
     found = {d: (md.version(d) if _installed(d) else None) for d in SKILLS}
-    found.update({exe: bool(shutil.which(exe)) for exe in ("espeak-ng", "flite", "text2wave")})
+    found.update(engines_installed())
     return found
 
 
@@ -299,7 +244,7 @@ def build_rows(out: Path, options: dict[str, Any]) -> tuple[list[dict[str, Any]]
     _check_engines(rows)
     jobs = [{"id": r["id"], "path": str(Path(out) / r["audio"]), "speaker": r["speaker"], "text": r["text"],
              "speed": r["speed"]} for r in rows]
-    durations = _run_jobs(jobs, opts.workers, options.get("progress", True))
+    durations = run_jobs(jobs, opts.workers, options.get("progress", True), desc="speaking intents")
     for r in rows:
         r["duration"] = round(durations[r["id"]], 4)
     summary = {"clips": len(rows), "intents": len({r["label"] for r in rows}),
@@ -351,19 +296,3 @@ def build_intents(out: Path, *, force: bool = False, **options: Any) -> Path:
         print(format_summary(summary))
     return manifest
 
-
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool = True) -> dict[str, float]:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with the pinned set
-        tqdm = None
-    tqdm = tqdm if progress else None
-    durations: dict[str, float] = {}
-    # threads, not forked processes: the work is waiting on TTS subprocesses (GIL released), and
-    # forking a process that already runs torch / fairseq2 threads can deadlock the children
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="avsuite-tts") as pool:
-        results = pool.map(_synth_job, jobs)
-        bar = tqdm(results, total=len(jobs), desc="speaking intents", unit="clip") if tqdm else results
-        for cid, dur in bar:
-            durations[cid] = dur
-    return durations
