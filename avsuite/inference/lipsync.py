@@ -11,12 +11,18 @@ Steps (LatentSync's ``lipsync_pipeline.py``, with the user-requested fixes of LI
 2. every source frame is detected and aligned (:func:`avsuite.video.prepare.prepare_video`);
    frames without a face are copied to the output bit-exact; a video with no face at all is one
    clear error (:class:`~avsuite.video.prepare.NoFaceError`, exit 2 at the CLI);
-3. the face frames are generated in chunks of ``n_frames`` (the last chunk padded with its last
-   frame): DDIM (``steps``) from one noise shared by all frames, classifier-free guidance
-   ``eps_u + g (eps_c - eps_u)`` with uncond = zero audio tokens, reference = the input faces;
+3. the face frames are generated in chunks of ``batch_frames`` (default the model's ``n_frames``;
+   the last chunk padded with its last frame): DDIM (``steps``) from one noise shared by all
+   frames, classifier-free guidance ``eps_u + g (eps_c - eps_u)`` with uncond = zero audio
+   tokens, reference = the input faces;
 4. ``decoded * (1 - mask) + input * mask`` in the crop, pasted back through the soft lower-face
    mask (:func:`avsuite.video.prepare.composite`), muxed with the audio by
    :func:`avsuite.video.io.write_video`.
+
+Only the frames the output needs are decoded (the first round(audio_seconds x fps) of a longer
+video). Pass ``timings={}`` to :meth:`LipSyncPipeline.__call__` / ``frames`` / :func:`generate` to
+get the wall seconds per stage (``read``, ``detect``, ``align``, ``audio``, ``vae_encode``,
+``unet``, ``vae_decode``, ``paste``, ``mux``) added into it; nothing is timed by default.
 
 ``detector="box"`` treats each whole frame as the face (face-centred clips such as the synthetic
 AV corpus, whose crops the tiny model is trained on).
@@ -36,6 +42,7 @@ from torch import Tensor
 
 from avsuite.data.lipsync import frame_mel_windows, to_signed
 from avsuite.models.lipsync import LipSyncModel, make_scheduler
+from avsuite.video.prepare import timed
 
 SAMPLE_RATE = 16000
 
@@ -55,23 +62,29 @@ def guided_eps(model: LipSyncModel, latents: Tensor, t: Tensor, cond: Tensor, to
 
 @torch.no_grad()
 def generate(model: LipSyncModel, frames: Tensor, ref: Tensor, mel: Tensor, *, steps: int = 20,
-             guidance: float = 1.5, noise: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+             guidance: float = 1.5, noise: Tensor | None = None, generator: torch.Generator | None = None,
+             timings: dict | None = None) -> Tensor:
     """``frames``, ``ref (N, 3, H, W)`` in [-1, 1], ``mel (N, 80, S)`` -> ``(N, 3, H, W)`` in [-1, 1]:
     the decoded generation inside the mask, the input outside. ``noise (1 or N, 4, h, w)``:
-    the initial latent (default one draw from ``generator`` shared by all frames)."""
+    the initial latent (default one draw from ``generator`` shared by all frames). ``timings``:
+    adds the ``vae_encode`` (+ audio tokens), ``unet`` (all DDIM steps) and ``vae_decode`` seconds."""
+    sync = torch.cuda.synchronize if frames.is_cuda else None
     sched = make_scheduler(model.cfg)
     sched.set_timesteps(steps)
-    cond = model.condition(frames, ref)
-    tokens = model.tokens(mel)
+    with timed(timings, "vae_encode", sync):
+        cond = model.condition(frames, ref)
+        tokens = model.tokens(mel)
     h = model.cfg.latent_size
     if noise is None:
         noise = torch.randn((1, 4, h, h), generator=generator, device="cpu").to(frames.device, frames.dtype)
-    latents = (noise * sched.init_noise_sigma).expand(len(frames), -1, -1, -1).contiguous()
-    for t in sched.timesteps:
-        eps = guided_eps(model, latents, t.to(frames.device), cond, tokens, guidance)
-        latents = sched.step(eps, t, latents).prev_sample
-    decoded = model.decode(latents).clamp(-1, 1)
-    return decoded * (1 - model.mask) + frames * model.mask
+    with timed(timings, "unet", sync):
+        latents = (noise * sched.init_noise_sigma).expand(len(frames), -1, -1, -1).contiguous()
+        for t in sched.timesteps:
+            eps = guided_eps(model, latents, t.to(frames.device), cond, tokens, guidance)
+            latents = sched.step(eps, t, latents).prev_sample
+    with timed(timings, "vae_decode", sync):
+        decoded = model.decode(latents).clamp(-1, 1)
+        return decoded * (1 - model.mask) + frames * model.mask
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
@@ -111,58 +124,75 @@ class LipSyncPipeline:
     """Video + audio -> lip-synced frames (see the module docstring)."""
 
     def __init__(self, model: LipSyncModel, *, detector: str | Callable | None = None, steps: int = 20,
-                 guidance: float = 1.5, seed: int = 0, progress: bool = True):
+                 guidance: float = 1.5, seed: int = 0, progress: bool = True, batch_frames: int | None = None):
+        """``batch_frames``: face frames per generation batch (default the model's ``n_frames``;
+        the output changes only by float rounding; speed and memory do)."""
         if steps < 1 or not guidance >= 1.0:
             raise ValueError(f"need steps >= 1 and guidance >= 1, got {steps}, {guidance}")
+        if batch_frames is not None and batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.model, self.detector = model.eval(), resolve(detector)
         self.steps, self.guidance, self.seed, self.progress = steps, guidance, seed, progress
+        self.batch_frames = batch_frames or model.cfg.n_frames
 
-    def frames(self, video: str | Path | np.ndarray, wave: Tensor, fps: float | None = None) -> tuple[np.ndarray, float, dict]:
-        """-> ``(frames (round(seconds x fps), H, W, 3) uint8, fps, stats)``."""
+    def frames(self, video: str | Path | np.ndarray, wave: Tensor, fps: float | None = None,
+               timings: dict | None = None) -> tuple[np.ndarray, float, dict]:
+        """-> ``(frames (round(seconds x fps), H, W, 3) uint8, fps, stats)``; ``timings``: see the
+        module docstring."""
         from avsuite.audio.wav2lip_mel import wav2lip_mel
+        from avsuite.video.io import video_fps
         from avsuite.video.prepare import composite, loop_to_length, n_output_frames, prepare_video
 
         cfg, dev = self.model.cfg, next(self.model.parameters()).device
-        prep = prepare_video(video, cfg.face_size, detector=self.detector, fps=fps)
-        fps = float(prep.fps or 25.0)
         seconds = wave.numel() / SAMPLE_RATE
+        if isinstance(video, (str, Path)) and fps is None:
+            with timed(timings, "read"):
+                fps = video_fps(video)
+        fps = float(fps or 25.0)
         n_out = n_output_frames(seconds, fps)
         if n_out < 1:
             raise ValueError(f"the audio ({seconds:.3f} s) is shorter than one video frame at {fps:g} fps")
-        idx = np.asarray(loop_to_length(n_out, prep.n_frames))
         if wave.numel() <= 400:
             raise ValueError(f"the audio ({wave.numel()} samples) is too short")
-        mel = frame_mel_windows(wav2lip_mel(wave), n_out, fps, cfg.mel_steps)           # (n_out, 80, S)
+        # a file: decode only the first n_out frames (all of a shorter video, which is then looped)
+        prep = prepare_video(video, cfg.face_size, detector=self.detector, fps=fps, limit=n_out, timings=timings)
+        idx = np.asarray(loop_to_length(n_out, prep.n_frames))
+        with timed(timings, "audio"):
+            mel = frame_mel_windows(wav2lip_mel(wave), n_out, fps, cfg.mel_steps)           # (n_out, 80, S)
         face_pos = np.flatnonzero(prep.has_face[idx])
         crops = np.zeros((n_out, cfg.face_size, cfg.face_size, 3), np.uint8)
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn((1, 4, cfg.latent_size, cfg.latent_size), generator=gen)
-        parts = chunks(len(face_pos), cfg.n_frames)
+        parts = chunks(len(face_pos), self.batch_frames)
         bar = _bar(len(parts), self.progress)
         for k, part in enumerate(parts):
             pos = face_pos[part]
             faces = to_signed(torch.from_numpy(prep.crops[idx[pos]])).to(dev)
             out = generate(self.model, faces, faces, mel[pos].to(dev), steps=self.steps, guidance=self.guidance,
-                           noise=noise.to(dev))
+                           noise=noise.to(dev), timings=timings)
             real = len(set(part))
             crops[pos[:real]] = to_uint8(out)[:real]
             bar(k + 1)
-        frames = composite(prep, crops, frame_indices=idx)
+        with timed(timings, "paste"):
+            frames = composite(prep, crops, frame_indices=idx)
         stats = {"frames": n_out, "face_frames": int(len(face_pos)), "no_face_frames": int(n_out - len(face_pos)),
                  "source_frames": prep.n_frames, "fps": fps, "seconds": seconds, "chunks": len(parts)}
         return frames, fps, stats
 
-    def __call__(self, video: str | Path, audio: str | Path, out: str | Path) -> dict[str, Any]:
+    def __call__(self, video: str | Path, audio: str | Path, out: str | Path,
+                 timings: dict | None = None) -> dict[str, Any]:
         from avsuite.audio.io import load_audio
         from avsuite.video.io import VideoDecodeError, write_video
 
         t0 = time.perf_counter()
-        wave, _ = load_audio(audio, SAMPLE_RATE)
+        with timed(timings, "audio"):
+            wave, _ = load_audio(audio, SAMPLE_RATE)
         try:
-            frames, fps, stats = self.frames(video, wave)
+            frames, fps, stats = self.frames(video, wave, timings=timings)
         except VideoDecodeError as exc:          # unreadable video / no face: a bad-input error (exit 2)
             raise ValueError(str(exc)) from None
-        write_video(out, frames, fps, audio=wave.numpy(), sample_rate=SAMPLE_RATE)
+        with timed(timings, "mux"):
+            write_video(out, frames, fps, audio=wave.numpy(), sample_rate=SAMPLE_RATE)
         stats["wall_s"] = time.perf_counter() - t0
         stats["frames_per_s"] = stats["frames"] / max(stats["wall_s"], 1e-9)
         return stats

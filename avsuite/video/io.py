@@ -1,5 +1,6 @@
 """Video files <-> uint8 RGB frame arrays, with PyAV (ffmpeg libraries in the wheel; no system ffmpeg).
 
+    video_fps("face.mp4")                             # header only
     info = probe_video("face.mp4")                    # VideoInfo(fps, n_frames, width, height, seconds, has_audio)
     frames, fps = read_video("face.mp4")              # (T, H, W, 3) uint8 RGB
     frames, fps = read_video("face.mp4", start=25, count=5)   # frames 25..29 only
@@ -102,6 +103,15 @@ def _fps(stream) -> float:
     return float(rate) if rate else 25.0
 
 
+def video_fps(path: str | Path) -> float:
+    """The frame rate from the header (no decoding, no demuxing)."""
+    container = _open(Path(path))
+    try:
+        return _fps(container.streams.video[0])
+    finally:
+        container.close()
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Header facts without decoding (``n_frames`` is counted by demuxing when the header has none)."""
     path = Path(path)
@@ -118,20 +128,25 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def read_video(path: str | Path, *, start: int = 0, count: int | None = None,
+def read_video(path: str | Path, *, start: int = 0, count: int | None = None, limit: int | None = None,
                max_frames: int = MAX_FRAMES_DEFAULT) -> tuple[np.ndarray, float]:
     """-> ``(frames (T, H, W, 3) uint8 RGB, fps)``; ``start``/``count`` select frames by index
-    (decoding stops after the window). More than ``max_frames`` decoded frames is an error."""
+    (decoding stops after the window; a video that ends first is an error). ``limit``: decode at
+    most this many frames from ``start`` (a shorter video is fine: its frames are returned).
+    More than ``max_frames`` decoded frames is an error."""
     path = Path(path)
-    if start < 0 or (count is not None and count <= 0):
-        raise ValueError(f"frame window start={start} count={count}: start >= 0 and count > 0")
+    if start < 0 or (count is not None and count <= 0) or (limit is not None and limit <= 0):
+        raise ValueError(f"frame window start={start} count={count} limit={limit}: start >= 0, count and limit > 0")
+    if count is not None and limit is not None:
+        raise ValueError("give count (exactly that many frames) or limit (at most that many), not both")
     container = _open(path)
     frames: list[np.ndarray] = []
     try:
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
         fps = _fps(vs)
-        stop = None if count is None else start + count
+        window = count if limit is None else limit
+        stop = None if window is None else start + window
         try:
             for i, frame in enumerate(container.decode(vs)):
                 if stop is not None and i >= stop:

@@ -23,6 +23,8 @@
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +74,30 @@ class PreparedVideo:
         return {"frames": self.n_frames, "face_frames": self.n_face_frames, "no_face_frames": self.n_no_face}
 
 
-def _frames_from(source, max_frames: int):
+_OFF = nullcontext()
+
+
+@contextmanager
+def _timed(timings: dict, key: str, sync=None):
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if sync is not None:
+            sync()
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def timed(timings: dict | None, key: str, sync=None):
+    """``with timed(timings, "detect"): ...`` adds the block's wall seconds to ``timings[key]``;
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before the clock stops. A no-op context when
+    ``timings`` is None (the default everywhere: no cost when nobody measures)."""
+    return _OFF if timings is None else _timed(timings, key, sync)
+
+
+def _frames_from(source, max_frames: int, limit: int | None = None):
     if isinstance(source, (str, Path)):
-        frames, fps = read_video(source, max_frames=max_frames)
+        frames, fps = read_video(source, max_frames=max_frames, limit=limit)
         return frames, fps, str(source)
     frames = np.asarray(source)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -89,17 +112,22 @@ def detector_name(det) -> str:
 
 
 def prepare_video(source, size: int, *, detector=None, smooth: int = 5, fps: float | None = None,
-                  max_frames: int = MAX_FRAMES_DEFAULT) -> PreparedVideo:
+                  max_frames: int = MAX_FRAMES_DEFAULT, limit: int | None = None,
+                  timings: dict | None = None) -> PreparedVideo:
     """Detect, smooth and align every frame of ``source`` (a video path or (T, H, W, 3) uint8
     frames) at ``size`` x ``size``. ``detector``: None (default BlazeFace + FaceMesh), a name
     of :data:`avsuite.video.faces.DETECTORS`, or any callable frame -> Face | None.
     ``smooth``: window (frames) of the alignment-point moving average inside runs of detected
     frames (1 = off). ``fps`` overrides the file's rate (needed for frames given as an array
-    if the caller wants :func:`n_output_frames`)."""
-    frames, file_fps, path = _frames_from(source, max_frames)
+    if the caller wants :func:`n_output_frames`). ``limit``: decode only the first ``limit``
+    frames of a file (all of a shorter one). ``timings``: a dict that accumulates the wall
+    seconds of the ``read``, ``detect`` and ``align`` stages (see :func:`timed`)."""
+    with timed(timings, "read"):
+        frames, file_fps, path = _frames_from(source, max_frames, limit)
     det = resolve_detector(detector)
     many = getattr(det, "detect_many", None)
-    faces = list(many(frames)) if many is not None else [det(f) for f in frames]
+    with timed(timings, "detect"):
+        faces = list(many(frames)) if many is not None else [det(f) for f in frames]
     if len(faces) != len(frames):
         raise RuntimeError(f"detector returned {len(faces)} results for {len(frames)} frames")
     for f in faces:
@@ -110,15 +138,16 @@ def prepare_video(source, size: int, *, detector=None, smooth: int = 5, fps: flo
     if not has.any():
         raise NoFaceError(path or "<frames>", len(frames), name)
     t = len(frames)
-    pts = np.full((t, 3, 2), np.nan)
-    for i, f in enumerate(faces):
-        if f is not None:
-            pts[i] = f.align_points
-    pts = smooth_points(pts, has, smooth)
-    crops = np.zeros((t, size, size, 3), np.uint8)
-    affines = np.full((t, 2, 3), np.nan)
-    for i in np.flatnonzero(has):
-        crops[i], affines[i] = align_face(frames[i], pts[i], size)
+    with timed(timings, "align"):
+        pts = np.full((t, 3, 2), np.nan)
+        for i, f in enumerate(faces):
+            if f is not None:
+                pts[i] = f.align_points
+        pts = smooth_points(pts, has, smooth)
+        crops = np.zeros((t, size, size, 3), np.uint8)
+        affines = np.full((t, 2, 3), np.nan)
+        for i in np.flatnonzero(has):
+            crops[i], affines[i] = align_face(frames[i], pts[i], size)
     return PreparedVideo(frames=frames, fps=fps if fps is not None else file_fps, size=size, crops=crops,
                          affines=affines, has_face=has, faces=faces, path=path, detector=name)
 
@@ -180,4 +209,4 @@ def composite(prepared: PreparedVideo, generated_crops, *, frame_indices=None, r
     return out
 
 
-__all__ = ["NoFaceError", "PreparedVideo", "prepare_video", "loop_to_length", "n_output_frames", "composite"]
+__all__ = ["NoFaceError", "PreparedVideo", "prepare_video", "loop_to_length", "n_output_frames", "composite", "timed"]

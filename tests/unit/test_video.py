@@ -15,8 +15,9 @@ import pytest
 
 from avsuite.video import align as A
 from avsuite.video import faces as F
-from avsuite.video.io import VideoDecodeError, probe_video, read_audio_track, read_video, write_video
-from avsuite.video.prepare import (NoFaceError, composite, loop_to_length, n_output_frames, prepare_video)
+from avsuite.video.io import VideoDecodeError, probe_video, read_audio_track, read_video, video_fps, write_video
+from avsuite.video.prepare import (NoFaceError, composite, loop_to_length, n_output_frames, prepare_video,
+                                   timed)
 
 
 def _carphone() -> Path | None:
@@ -142,6 +143,36 @@ def test_frame_window_past_the_end(tmp_path):
         read_video(path, max_frames=4)
     with pytest.raises(ValueError):
         read_video(path, start=-1)
+
+
+def test_limit_decodes_at_most_that_many_frames(tmp_path):
+    frames = _moving_square(t=8)
+    path = write_video(tmp_path / "v.mp4", frames, 25)
+    full, fps = read_video(path)
+    assert video_fps(path) == fps == 25.0
+    head, _ = read_video(path, limit=3)
+    assert np.array_equal(head, full[:3])
+    assert np.array_equal(read_video(path, start=6, limit=5)[0], full[6:])     # a shorter video is fine
+    assert np.array_equal(read_video(path, limit=100)[0], full)
+    for bad in (dict(limit=0), dict(limit=2, count=2)):
+        with pytest.raises(ValueError):
+            read_video(path, **bad)
+
+
+def test_stage_timings_are_opt_in_and_change_nothing(tmp_path):
+    from avsuite.inference.lipsync import box_detector
+
+    path = write_video(tmp_path / "v.mp4", _moving_square(t=6), 25)
+    t: dict = {}
+    timed_prep = prepare_video(path, 64, detector=box_detector, limit=4, timings=t)
+    plain = prepare_video(path, 64, detector=box_detector, limit=4)
+    assert set(t) == {"read", "detect", "align"} and all(v >= 0 for v in t.values())
+    assert timed_prep.n_frames == plain.n_frames == 4 and np.array_equal(timed_prep.crops, plain.crops)
+    with timed(None, "x"):
+        pass
+    with timed(t, "read"), timed(t, "new"):
+        pass
+    assert set(t) == {"read", "detect", "align", "new"}
 
 
 # ------------------------------------------------------------------------------- detection
