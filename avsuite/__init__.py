@@ -29,6 +29,9 @@ _LAZY = {
     "index_clips": "avsuite.inference.retrieve",
     "transcribe_files": "avsuite.inference.transcribe",
     "predict_intents": "avsuite.inference.intents",
+    "LipSyncPipeline": "avsuite.inference.lipsync",
+    "lipsync_file": "avsuite.inference.lipsync_tools",
+    "lipsync_defaults": "avsuite.inference.lipsync_tools",
 }
 
 

@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   avsuite retrieve --model runs/clap/model --data data/sounds/manifest.jsonl --query "a dog barking"
   avsuite lipsync --model runs/lipsync/model --video face.mp4 --audio speech.wav --out out.mp4
   avsuite demo clap --model runs/clap/model
+  avsuite demo lipsync --model runs/lipsync/model --syncnet runs/syncnet/model
 """
 
 
@@ -51,7 +52,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from avsuite.recipes import get_recipe
 
-    metrics = get_recipe(a.recipe).evaluate(Path(a.model), Path(a.data), Path(a.out))
+    extra = {k: v for k, v in (("syncnet", a.syncnet and Path(a.syncnet)), ("clips", a.clips), ("steps", a.steps))
+             if v}                                   # lipsync's LSE table only
+    metrics = get_recipe(a.recipe).evaluate(Path(a.model), Path(a.data), Path(a.out), **extra)
     _print_metrics(metrics, Path(a.out) / "metrics.json")
     return 0
 
@@ -79,7 +82,8 @@ def cmd_lipsync(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     return _call("avsuite.demos:launch", a.name, Path(a.model), port=a.port,
-                 manifests=[Path(m) for m in a.manifest or ()], max_file_mb=a.max_file_mb)
+                 manifests=[Path(m) for m in a.manifest or ()], max_file_mb=a.max_file_mb,
+                 syncnet=Path(a.syncnet) if a.syncnet else None)
 
 
 def cmd_data_build(a: argparse.Namespace) -> int:
@@ -141,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="model dir (OUT/model of a training run)")
     sp.add_argument("--data", required=True, help="JSONL manifest")
     sp.add_argument("--out", required=True)
+    sp.add_argument("--syncnet", help="lipsync: an evaluator SyncNet model dir -> the LSE table (OUT/table.md)")
+    sp.add_argument("--clips", type=_positive_int, help="lipsync --syncnet: score the first N held-out clips")
+    sp.add_argument("--steps", type=_positive_int, help="lipsync --syncnet: DDIM steps (default: the model's)")
 
     sp = add("zeroshot", cmd_zeroshot, "zero-shot classify audio files against text labels")
     sp.add_argument("--model", required=True)
@@ -170,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--manifest", action="append", metavar="FILE",
                     help="a JSONL manifest the page may search (repeatable); the page opens no other path")
     sp.add_argument("--max-file-mb", type=_positive_int, default=50, help="largest upload accepted (MB)")
+    sp.add_argument("--syncnet", metavar="DIR", help="an evaluator SyncNet model dir (demo lipsync: LSE-C / LSE-D)")
 
     data = sub.add_parser("data", help="build datasets", description="build datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)

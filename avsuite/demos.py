@@ -1,8 +1,9 @@
-"""``avsuite demo <name> --model DIR [--port N] [--manifest FILE ...] [--max-file-mb N]``: start the
-Gradio app ``demos/<name>_app.py``.
+"""``avsuite demo <name> --model DIR [--port N] [--manifest FILE ...] [--max-file-mb N] [--syncnet DIR]``:
+start the Gradio app ``demos/<name>_app.py``.
 
 Each demo module defines ``build_app(model_dir) -> gr.Blocks`` (``build_app(model_dir, manifests=)``
-when it searches manifests: only those given on the command line, never a path typed in the page) and imports the public ``avsuite``
+when it searches manifests: only those given on the command line, never a path typed in the page;
+``build_app(model_dir, syncnet=)`` when it grades results with an evaluator SyncNet) and imports the public ``avsuite``
 API only. The app listens on 127.0.0.1 (never a public address, never ``share=True``) and Gradio's
 telemetry is switched off before gradio is imported (it calls home when a Blocks is built).
 
@@ -75,13 +76,23 @@ def _check_manifests(name: str, module: ModuleType, manifests: Sequence[Path]) -
     return paths
 
 
+def _check_syncnet(name: str, module: ModuleType, syncnet: Path) -> Path:
+    path = Path(syncnet).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"syncnet dir not found: {path}")
+    if "syncnet" not in inspect.signature(module.build_app).parameters:
+        raise ValueError(f"demo {name!r} does not grade with a SyncNet: drop --syncnet")
+    return path
+
+
 def serve(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[Path] = (),
-          max_file_mb: int = MAX_FILE_MB, **launch_kw: Any) -> tuple[Any, str]:
+          max_file_mb: int = MAX_FILE_MB, syncnet: Path | None = None, **launch_kw: Any) -> tuple[Any, str]:
     """Build demo ``name`` for ``model_dir`` and start it on 127.0.0.1:``port`` (0 = any free port)
     without blocking. Returns ``(blocks, url)``; stop it with ``blocks.close()``.
 
     ``manifests``: the only manifests the page may search (the page never opens a typed path);
-    ``max_file_mb``: uploads larger than this are refused by the server before they are stored."""
+    ``max_file_mb``: uploads larger than this are refused by the server before they are stored;
+    ``syncnet``: an evaluator SyncNet model dir for demos that grade their results (lipsync)."""
     module = load_demo(name)
     model_dir = Path(model_dir)
     if not model_dir.exists():
@@ -89,7 +100,10 @@ def serve(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[P
     if not (isinstance(max_file_mb, int) and max_file_mb > 0):
         raise ValueError(f"max_file_mb must be a positive integer, got {max_file_mb!r}")
     paths = _check_manifests(name, module, manifests)
-    blocks = module.build_app(model_dir, manifests=paths) if paths else module.build_app(model_dir)
+    kwargs: dict[str, Any] = {"manifests": paths} if paths else {}
+    if syncnet is not None:
+        kwargs["syncnet"] = _check_syncnet(name, module, syncnet)
+    blocks = module.build_app(model_dir, **kwargs)
     launch_kw.setdefault("max_file_size", f"{max_file_mb}mb")
     port = port or free_port()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes of the local URL
@@ -102,11 +116,12 @@ def serve(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[P
 
 
 def launch(name: str, model_dir: Path, *, port: int = 7860, manifests: Sequence[Path] = (),
-           max_file_mb: int = MAX_FILE_MB) -> int:
+           max_file_mb: int = MAX_FILE_MB, syncnet: Path | None = None) -> int:
     """Start demo ``name`` on 127.0.0.1:``port`` and serve until interrupted (Ctrl+C); returns 0."""
     blocks = None
     try:
-        blocks, url = serve(name, model_dir, port=port, manifests=manifests, max_file_mb=max_file_mb)
+        blocks, url = serve(name, model_dir, port=port, manifests=manifests, max_file_mb=max_file_mb,
+                            syncnet=syncnet)
         print(f"avsuite demo {name}: serving {model_dir} at {url} (Ctrl+C to stop)", flush=True)
         blocks.block_thread()
     except KeyboardInterrupt:  # Ctrl+C before gradio's own handler is in place
