@@ -225,6 +225,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, audio: np.n
                 samples = np.clip(audio, -1.0, 1.0)[None, :]
                 aframe = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
                 aframe.sample_rate = int(sample_rate)
+                # pts 0: the AAC encoder's priming (1024 samples) gets negative timestamps and the
+                # mp4 an edit list that skips it; without a pts the priming plays as audio and the
+                # speech lags the video by 1024 samples (64 ms at 16 kHz, 1.6 frames at 25 fps)
+                aframe.pts, aframe.time_base = 0, Fraction(1, int(sample_rate))
                 for packet in as_.encode(aframe):
                     out.mux(packet)
                 for packet in as_.encode():

@@ -86,6 +86,24 @@ def test_write_read_round_trip_with_audio(tmp_path):
     assert not list(tmp_path.glob(".*tmp*")), "no temporary file is left behind"
 
 
+def test_written_audio_starts_with_the_video(tmp_path):
+    """AAC's 1024 priming samples are skipped by an edit list, not played: a burst at 0.5 s is
+    decoded at 0.5 s (it came 1024 samples = 64 ms late before pts were set), and the track
+    lasts as long as the audio given."""
+    import av
+
+    sr = 16000
+    audio = np.zeros(int(1.5 * sr), np.float32)
+    audio[sr // 2: sr // 2 + 800] = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(800) / sr)
+    path = write_video(tmp_path / "out.mp4", _moving_square(t=38), 25.0, audio=audio, sample_rate=sr)
+    wave = read_audio_track(path, sr)
+    onset = int(np.flatnonzero(np.abs(wave) > 0.1)[0])
+    assert abs(onset - sr // 2) <= 16, onset
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        assert float(a.duration * a.time_base) == pytest.approx(1.5, abs=0.002)
+
+
 def test_write_pads_odd_sizes_and_keeps_ntsc_rate(tmp_path):
     frames = _moving_square(t=6, h=45, w=63)
     path = write_video(tmp_path / "odd.mp4", frames, 30000 / 1001)
