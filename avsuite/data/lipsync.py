@@ -47,6 +47,9 @@ class LipSyncDataConfig(DataConfig):
     sync_mel_steps: int = 16
     #: reference window at least this many frames from the target window (LatentSync: 16)
     min_ref_gap: int = 16
+    #: (side, dy): crop a square of ``side`` mouth half-widths centred ``dy`` half-widths below the
+    #: row's ``mouth`` [cx, cy, half_width] instead of the face box (null: the face box)
+    mouth_crop: tuple[float, float] | None = None
     drop_last: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +61,8 @@ class LipSyncDataConfig(DataConfig):
         x0, y0, x1, y1 = self.crop_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
+        if self.mouth_crop is not None and not self.mouth_crop[0] > 0:
+            raise ValueError(f"mouth_crop side must be > 0, got {list(self.mouth_crop)}")
 
     def sync_offsets(self) -> list[int]:
         return list(range(0, self.n_frames - self.sync_frames + 1, self.sync_frames))
@@ -87,6 +92,26 @@ def ref_start(gen: torch.Generator, s: int, n: int, gap: int) -> int:
     if far:
         return far[int(torch.randint(len(far), (), generator=gen))]
     return max(range(n), key=lambda t: (abs(t - s), -t))
+
+
+def mouth_box(mouth: Any, shape: tuple[int, int], spec: tuple[float, float]) -> tuple[int, int, int, int]:
+    """``mouth`` [cx, cy, half_width] (pixels), frame ``(H, W)``, ``spec`` (side, dy) in half-widths ->
+    the integer square ``(x0, y0, x1, y1)`` centred at (cx, cy + dy hw), shifted (not cut) to lie in
+    the frame (cut only when it is larger than the frame)."""
+    cx, cy, hw = (float(v) for v in mouth)
+    side = max(1, int(round(spec[0] * hw)))
+    h, w = shape
+    x0 = min(max(0, int(round(cx - side / 2))), max(0, w - side))
+    y0 = min(max(0, int(round(cy + spec[1] * hw - side / 2))), max(0, h - side))
+    return x0, y0, min(w, x0 + side), min(h, y0 + side)
+
+
+def face_box(row: dict[str, Any], shape: tuple[int, int], cfg: LipSyncDataConfig) -> tuple[int, int, int, int] | None:
+    """The generator's crop box of a row: :func:`mouth_box` with ``cfg.mouth_crop`` (None when the
+    row has no ``mouth``), else the face box (:func:`~avsuite.data.av.box_pixels`)."""
+    if cfg.mouth_crop is not None:
+        return mouth_box(row["mouth"], shape, cfg.mouth_crop) if row.get("mouth") else None
+    return box_pixels(row, shape, cfg.crop_box)
 
 
 def to_signed(faces: Tensor) -> Tensor:
@@ -121,7 +146,11 @@ class LipSyncLoad:
         frames = decode_video(ctx, i, lo, hi - lo)
         if frames is None:
             return None
-        faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], cfg.crop_box), (cfg.face_size,) * 2)
+        box = face_box(row, frames.shape[1:3], cfg)
+        if box is None:
+            ctx.skip("no_mouth", f"{row['id']}: data.mouth_crop needs the row's 'mouth' [cx, cy, half_width]")
+            return None
+        faces = crop_faces(frames, box, (cfg.face_size,) * 2)
         sync = [mel[:, mel_start(s + o, fps):mel_start(s + o, fps) + cfg.sync_mel_steps] for o in cfg.sync_offsets()]
         return {"id": row["id"], "faces": faces[s - lo:s - lo + cfg.n_frames], "ref": faces[r - lo:r - lo + cfg.n_frames],
                 "mel": frame_mel_windows(mel, cfg.n_frames, fps, cfg.mel_steps, start=s),
@@ -148,5 +177,63 @@ def collate_lipsync(examples: list[dict[str, Any]]) -> LipSyncBatch:
                         starts=torch.tensor([e["start"] for e in examples]), ids=[e["id"] for e in examples])
 
 
+# ----------------------------------------------------------------------------- cached latents
+@dataclass
+class LatentLoad:
+    """The reader's ``load`` on a cache of whole clips (built once by the recipe):
+    ``cache[id] = {"faces" (T, H, W, 3) uint8 crops, "mel" (80, F), "fps"}`` and, for the UNet stage
+    (the VAE is frozen there), ``"latents", "masked" (T, 4, h, w)``: unscaled posterior means of the
+    frames and of the masked frames. Same window / reference / mel logic as :class:`LipSyncLoad`,
+    no video decoding; :func:`collate_latents` makes a :class:`LatentBatch` (with latents) or a
+    :class:`LipSyncBatch` (faces only)."""
+    cache: dict[str, dict[str, Any]]
+
+    def __call__(self, ctx: ItemContext, item: Any, gen: torch.Generator) -> dict[str, Any] | None:
+        cfg: LipSyncDataConfig = ctx.cfg             # type: ignore[assignment]
+        row = ctx.row(int(item))
+        c = self.cache.get(row["id"])
+        if c is None:
+            ctx.skip("not_cached", f"{row['id']}: not in the latent cache")
+            return None
+        fps, mel, t = float(c["fps"]), c["mel"], cfg.n_frames
+        n = valid_starts(len(c["faces"]), mel.shape[-1], fps, cfg)
+        if n < 1:
+            ctx.skip("too_short", f"{row['id']}: shorter than one {t}-frame window")
+            return None
+        s = int(torch.randint(n, (), generator=gen))
+        r = ref_start(gen, s, n, cfg.min_ref_gap)
+        sync = [mel[:, mel_start(s + o, fps):mel_start(s + o, fps) + cfg.sync_mel_steps] for o in cfg.sync_offsets()]
+        out = {"id": row["id"], "faces": c["faces"][s:s + t], "mel": frame_mel_windows(mel, t, fps, cfg.mel_steps, start=s),
+               "sync_mel": torch.stack(sync)[:, None], "start": s, "ref_start": r}
+        if c.get("latents") is None:
+            return {**out, "ref": c["faces"][r:r + t]}
+        return {**out, "latents": c["latents"][s:s + t], "masked": c["masked"][s:s + t], "ref_latents": c["latents"][r:r + t]}
+
+
+@dataclass(frozen=True)
+class LatentBatch(_Movable):
+    """``latents``, ``masked``, ``ref`` ``(B, T, 4, h, w)`` unscaled VAE latents (frames, masked
+    frames, reference frames); ``frames (B, T, 3, H, W)`` in [-1, 1]; ``mel``, ``sync_mel``,
+    ``starts`` as :class:`LipSyncBatch`."""
+    latents: Tensor
+    masked: Tensor
+    ref: Tensor
+    frames: Tensor
+    mel: Tensor
+    sync_mel: Tensor
+    starts: Tensor
+    ids: list[str]
+
+
+def collate_latents(examples: list[dict[str, Any]]) -> LatentBatch | LipSyncBatch:
+    if "latents" not in examples[0]:
+        return collate_lipsync(examples)
+    stack = lambda k: torch.stack([e[k] for e in examples])  # noqa: E731
+    return LatentBatch(latents=stack("latents"), masked=stack("masked"), ref=stack("ref_latents"),
+                       frames=to_signed(stack("faces")), mel=stack("mel"), sync_mel=stack("sync_mel"),
+                       starts=torch.tensor([e["start"] for e in examples]), ids=[e["id"] for e in examples])
+
+
 __all__ = ["LipSyncDataConfig", "LipSyncLoad", "LipSyncBatch", "collate_lipsync", "frame_mel_windows",
-           "valid_starts", "ref_start", "to_signed"]
+           "valid_starts", "ref_start", "to_signed", "mouth_box", "face_box", "LatentLoad", "LatentBatch",
+           "collate_latents"]

@@ -35,7 +35,8 @@ from torch import Tensor
 
 from avsuite.config import load_config
 from avsuite.data.datamodule import AudioDataModule
-from avsuite.data.lipsync import LipSyncBatch, LipSyncDataConfig, LipSyncLoad, collate_lipsync
+from avsuite.data.lipsync import (LatentBatch, LatentLoad, LipSyncBatch, LipSyncDataConfig, LipSyncLoad,
+                                  collate_latents, collate_lipsync)
 from avsuite.data.pipeline import Reader
 from avsuite.data.rows import ManifestRows
 from avsuite.data.sampling import ShuffledBatches
@@ -48,7 +49,7 @@ from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_sched
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
-    preset: Literal["tiny", "micro", "latentsync_256"] = "tiny"
+    preset: Literal["tiny", "mouth32", "micro", "latentsync_256"] = "tiny"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,10 +61,14 @@ class LossSection:
     sync_max_t: int = 500
     audio_dropout: float = 0.1
     kl_weight: float = 1e-6
+    #: the decoded-x0 losses (pixel, SSIM, SyncNet) only every k-th step (they cost a VAE decode)
+    pixel_every: int = 1
 
     def __post_init__(self) -> None:
         if min(self.w_pixel, self.w_ssim, self.w_sync, self.kl_weight) < 0 or not 0 <= self.audio_dropout < 1:
             raise ValueError("loss weights must be >= 0 and audio_dropout in [0, 1)")
+        if self.pixel_every < 1:
+            raise ValueError(f"loss.pixel_every must be >= 1, got {self.pixel_every}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +91,10 @@ class Config:
     syncnet: str | None = None
     #: batches whose latents set scaling_factor = 1 / std
     scale_batches: int = 4
+    #: decode + crop every training clip once (vae stage) and, in the unet stage, encode every frame
+    #: once with the frozen VAE: train on the cache (avsuite.recipes.lipsync_cache; the scale is then
+    #: 1 / std of all cached latents)
+    cache_latents: bool = False
     data: LipSyncDataConfig = field(default_factory=LipSyncDataConfig)
     model: ModelSection = field(default_factory=ModelSection)
     loss: LossSection = field(default_factory=LossSection)
@@ -162,12 +171,17 @@ class LipSyncModule(L.LightningModule):
         recon = self.model.vae.decode(dist.sample()).sample
         return vae_loss(recon, x, dist.mean, dist.logvar, kl_weight=self.cfg.loss.kl_weight)
 
-    def _unet_step(self, batch: LipSyncBatch) -> dict[str, Tensor]:
+    def _unet_step(self, batch: LipSyncBatch | LatentBatch) -> dict[str, Tensor]:
         m, lc = self.model, self.cfg.loss
         b, t_frames = batch.frames.shape[:2]
-        x, ref = _flat(batch.frames), _flat(batch.ref)
+        x = _flat(batch.frames)
         with torch.no_grad():
-            latents, cond = m.encode(x), m.condition(x, ref)
+            if isinstance(batch, LatentBatch):
+                latents = _flat(batch.latents) * m.scaling
+                keep = m.latent_mask.expand(len(latents), -1, -1, -1).to(latents.dtype)
+                cond = torch.cat([keep, _flat(batch.masked) * m.scaling, _flat(batch.ref) * m.scaling], dim=1)
+            else:
+                latents, cond = m.encode(x), m.condition(x, _flat(batch.ref))
         shape = (b, 1, *latents.shape[1:])
         eps = (torch.randn(shape, device=self.device) * 0.5 ** 0.5 +
                torch.randn((b, t_frames, *latents.shape[1:]), device=self.device) * 0.5 ** 0.5)
@@ -178,7 +192,8 @@ class LipSyncModule(L.LightningModule):
         tokens, _ = audio_dropout(m.tokens(_flat(batch.mel)), lc.audio_dropout)
         eps_pred = m.predict(noisy, t, cond, tokens)
         pred = sync_cos = sync_on = None
-        if lc.w_pixel > 0 or lc.w_ssim > 0 or (self._sync and lc.w_sync > 0):
+        if (lc.w_pixel > 0 or lc.w_ssim > 0 or (self._sync and lc.w_sync > 0)) and \
+                self.global_step % lc.pixel_every == 0:
             abar = self.sched.alphas_cumprod.to(self.device)[t]
             pred = m.decode(one_step_x0(noisy, eps_pred, abar))
         if pred is not None and self._sync and lc.w_sync > 0:
@@ -286,12 +301,21 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     if len(train_rows) < 1:
         raise ValueError(f"{d.manifest}: no training clip (rows with split train or no split)")
     model = build_model(cfg)
-    if cfg.stage == "unet":
+    collate, load_fn = collate_lipsync, LipSyncLoad()
+    if cfg.cache_latents:
+        from avsuite.recipes.lipsync_cache import build_latent_cache, cached_scaling
+
+        unet = cfg.stage == "unet"
+        cache = build_latent_cache(model, train_rows, d, out / f"{'latent' if unet else 'crop'}_cache.pt", encode=unet)
+        if unet:
+            model.with_scaling(cached_scaling(cache))
+        collate, load_fn = collate_latents, LatentLoad(cache)
+    elif cfg.stage == "unet":
         model.with_scaling(measure_scaling(model, train_rows, d, cfg.scale_batches))
     syncnet = load_syncnet(cfg.syncnet, d) if cfg.stage == "unet" and cfg.loss.w_sync > 0 else None
     module = LipSyncModule(cfg, model, syncnet)
     sampler = lambda _rows: ShuffledBatches(seed=d.seed, shuffle=d.shuffle, drop_last=d.drop_last)  # noqa: E731
-    dm = AudioDataModule(d, collate_lipsync, train=train_rows, sampler=sampler, load=LipSyncLoad())
+    dm = AudioDataModule(d, collate, train=train_rows, sampler=sampler, load=load_fn)
     trainer = build_trainer(cfg.trainer, out, enable_validation=False)
     if trainer.is_global_zero:
         write_config(out, cfg)
@@ -315,7 +339,9 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
 
 
 def export_config(model: LipSyncModel, cfg: Config) -> dict[str, Any]:
-    return {**model.export_config(), "crop_box": list(cfg.data.crop_box), "sample_rate": cfg.data.sample_rate,
+    mouth = list(cfg.data.mouth_crop) if cfg.data.mouth_crop is not None else None
+    return {**model.export_config(), "crop_box": list(cfg.data.crop_box), "mouth_crop": mouth,
+            "sample_rate": cfg.data.sample_rate,
             "stage": cfg.stage, "inference": {"steps": cfg.eval.steps, "guidance": cfg.eval.guidance,
                                               "detector": cfg.eval.detector}}
 
@@ -368,17 +394,26 @@ def evaluate_model(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataConfig
     return out
 
 
-def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
-    """Score a lip-sync model dir on an AV manifest (its ``test`` rows, else ``valid``, else all)."""
+def evaluate(model_dir: Path, data: Path, out: Path, *, syncnet: Path | None = None, clips: int | None = None,
+             steps: int | None = None) -> dict[str, float]:
+    """Score a lip-sync model dir on an AV manifest (its ``test`` rows, else ``valid``, else all).
+    With ``syncnet`` (an evaluator SyncNet model dir): the LSE table of :mod:`avsuite.eval.lipsync`
+    (``OUT/metrics.json`` + ``OUT/table.md``)."""
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
     quiet_pyav()
+    if syncnet is not None:
+        from avsuite.eval.lipsync import run_lse_table
+
+        return run_lse_table(Path(model_dir), Path(data), Path(syncnet), Path(out), clips=clips, steps=steps)
     model = load_model(model_dir, kind="lipsync")
     conf = read_model_config(model_dir)
     m = model.cfg
+    mouth = conf.get("mouth_crop")
     d = LipSyncDataConfig(manifest=str(data), n_frames=m.n_frames, face_size=m.face_size, mel_steps=m.mel_steps,
-                          crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))))
+                          crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))),
+                          mouth_crop=tuple(mouth) if mouth else None)
     rows = ManifestRows.from_path(data)
     held = heldout(rows) or rows
     metrics = evaluate_model(model, held, d, EvalSection(), stage=str(conf.get("stage", "unet")))

@@ -73,7 +73,7 @@ def make_av_corpus(out: Path, n_clips: int = 12, *, seconds: float = 2.4, seed: 
         sf.write(aud, wave, SR)
         rows.append({"id": f"c{k:03d}", "audio": f"audio/{aud.name}", "video": f"video/{vid.name}",
                      "duration": len(wave) / SR, "sr": SR, "fps": FPS, "n_frames": len(frames),
-                     "split": "valid" if k >= n_clips - n_valid else "train"})
+                     "split": "valid" if k >= n_clips - n_valid else "train", "mouth": [32.0, 46.0, 12.0]})
     manifest = out / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
