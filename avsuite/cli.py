@@ -68,7 +68,7 @@ def _print_metrics(metrics: dict[str, Any], path: Path) -> None:
 def cmd_zeroshot(a: argparse.Namespace) -> int:
     labels = [x.strip() for x in a.labels.split(",") if x.strip()]
     return _call("avsuite.inference.zeroshot:run_zeroshot", Path(a.model), labels, [Path(f) for f in a.files],
-                 as_json=a.json, top_k=a.top_k, batch_size=a.batch_size)
+                 as_json=a.json, top_k=a.top_k, batch_size=a.batch_size, window_seconds=a.window_seconds)
 
 
 def cmd_retrieve(a: argparse.Namespace) -> int:
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="one JSON object per file per line")
     sp.add_argument("--top-k", type=_positive_int, default=3)
     sp.add_argument("--batch-size", type=_positive_int, default=16)
+    sp.add_argument("--window-seconds", type=float, default=None,
+                    help="stream each file in windows of S seconds, fused (long recordings; with --json interim "
+                         "results print as they come)")
     sp.add_argument("files", nargs="+", metavar="FILE")
 
     sp = add("retrieve", cmd_retrieve, "rank a manifest's clips for a text query (or an audio file)")

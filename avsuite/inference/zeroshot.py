@@ -200,8 +200,12 @@ def format_result(res: dict[str, Any]) -> str:
 
 def run_zeroshot(model_dir: str | Path, labels: Sequence[str] | str, files: Sequence[str | Path], *,
                  as_json: bool = False, top_k: int = 5, templates: Sequence[str] | None = None,
-                 batch_size: int = BATCH, stream: TextIO | None = None) -> int:
+                 batch_size: int = BATCH, stream: TextIO | None = None, window_seconds: float | None = None) -> int:
     """Load ``model_dir``, classify ``files`` against ``labels``, print one line per file.
+
+    With ``window_seconds``, every file is streamed (:func:`classify_long`: windows read one by one
+    and fused), so a long recording is never held in memory; with ``as_json`` the interim fused
+    results are printed too (``"final": false``) as soon as each batch of windows is done.
 
     Returns the exit status: 0 when every file got a result, 1 when some file got an error
     line (the other files are still classified). Use :func:`classify_files` for the results.
@@ -211,9 +215,22 @@ def run_zeroshot(model_dir: str | Path, labels: Sequence[str] | str, files: Sequ
     labels = parse_labels(labels)
     if not files:
         raise ValueError("no audio files given")
+    if window_seconds is not None and not (math.isfinite(window_seconds) and window_seconds > 0):
+        raise ValueError(f"window seconds must be a positive number, got {window_seconds}")
     model = load_model(model_dir)
-    results = classify_files(model, labels, files, top_k=top_k, templates=templates, batch_size=batch_size)
     stream = stream or sys.stdout
+    if window_seconds is not None:
+        failed = False
+        for path in files:
+            for res in classify_long(model, labels, path, window_seconds=window_seconds, top_k=top_k,
+                                     templates=templates, windows_per_batch=batch_size):
+                if as_json:
+                    print(json.dumps(res, allow_nan=False), file=stream, flush=True)
+                elif res["final"]:
+                    print(format_result(res), file=stream, flush=True)
+                failed |= "error" in res
+        return 1 if failed else 0
+    results = classify_files(model, labels, files, top_k=top_k, templates=templates, batch_size=batch_size)
     for res in results:
         print(json.dumps(res, allow_nan=False) if as_json else format_result(res), file=stream, flush=True)
     return 1 if any("error" in r for r in results) else 0

@@ -52,6 +52,34 @@ def test_classify_long_bad_file_is_one_error(tmp_path):
     assert out["final"] and "error" in out
 
 
+def test_cli_window_seconds_streams_each_file_and_prints_interim_json(tmp_path, capsys):
+    from avsuite.checkpoint import save_model_dir
+    from avsuite.cli import main
+
+    torch.manual_seed(0)
+    model = ClapModel(ClapModelConfig(audio="cnn14_tiny", text="small_tiny", freeze_text=False, embed_dim=32,
+                                      max_seconds=1.0), tiny_frontend()).eval()
+    save_model_dir(tmp_path / "m", model.state_dict(), model.export_config())
+    sr = 16000
+    t = np.arange(int(4.5 * sr)) / sr
+    sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * (300 + 60 * t) * t)).astype(np.float32), sr)
+    sf.write(tmp_path / "silent.wav", np.zeros(sr * 2, np.float32), sr)
+    args = ["zeroshot", "--model", str(tmp_path / "m"), "--labels", ",".join(LABELS), "--top-k", "2",
+            "--window-seconds", "1", "--batch-size", "2"]
+    assert main([*args, "--json", str(tmp_path / "long.wav"), str(tmp_path / "silent.wav")]) == 1   # silent: error
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    expect = list(classify_long(model, LABELS, tmp_path / "long.wav", window_seconds=1.0, windows_per_batch=2,
+                                top_k=2))
+    assert [r["windows"] for r in lines[:-1]] == [r["windows"] for r in expect] == [1, 3, 5, 5]
+    assert [r["final"] for r in lines] == [False, False, False, True, True]
+    assert lines[3]["labels"] == expect[-1]["labels"] and np.allclose(lines[3]["scores"], expect[-1]["scores"])
+    assert "error" in lines[4] and lines[4]["file"].endswith("silent.wav")
+    assert main([*args, str(tmp_path / "long.wav")]) == 0                 # text mode: the final line only
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(str(tmp_path / "long.wav") + ": " + expect[-1]["labels"][0])
+    assert main([*args[:-2], "--window-seconds", "0", str(tmp_path / "long.wav")]) == 2
+
+
 def test_gpu_bench_without_cuda_prints_one_json_line():
     if torch.cuda.is_available():
         return
