@@ -46,6 +46,33 @@ def plot_loss_curve(history: Sequence[tuple[int, float]], path: str | Path) -> P
     return Path(path)
 
 
+def plot_offset_check(pairs: Sequence[tuple[int, float]], path: str | Path) -> Path | None:
+    """SyncNet offset check: AV offset measured by LSE vs the true audio shift k, one dot per
+    (clip, k) (jittered), the identity line with its +-1 frame band, and the fraction within it per k."""
+    if not pairs:
+        return None
+    import numpy as np
+
+    k = np.array([p[0] for p in pairs], dtype=float)
+    got = np.array([p[1] for p in pairs], dtype=float)
+    ks = np.unique(k)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(k))
+    with figure(path, (6, 4)) as (_, ax):
+        ax.fill_between(ks, ks - 1, ks + 1, color="tab:green", alpha=0.15, label="within 1 frame")
+        ax.plot(ks, ks, color="tab:green", lw=1)
+        ax.scatter(k + jitter, got, s=8, alpha=0.5, label="measured (one clip)")
+        ax.plot(ks, [np.median(got[k == s]) for s in ks], "k.-", label="median")
+        for s in ks:
+            ax.annotate(f"{np.mean(np.abs(got[k == s] - s) <= 1):.0%}", (s, ks.max() + 2.5), ha="center", fontsize=7)
+        ax.set_xlabel("true audio shift k (frames ahead of the video)")
+        ax.set_ylabel("AV offset measured (LSE)")
+        within = float(np.mean(np.abs(got - k) <= 1))
+        ax.set_title(f"offset check: {within:.1%} of {len(k)} (clip, k) within 1 frame")
+        ax.set_ylim(min(ks.min(), got.min()) - 1, ks.max() + 4)
+        ax.legend(loc="lower right", fontsize=8)
+    return Path(path)
+
+
 def plot_confusion(cm: Any, classes: Sequence[str], path: str | Path, title: str = "zero-shot confusion") -> Path:
     """Row-normalised confusion matrix ``cm (C, C)`` (true x predicted) as a heatmap."""
     n = len(classes)

@@ -23,6 +23,7 @@ The mel is the Wav2Lip mel of the whole clip (:mod:`avsuite.audio.wav2lip_mel`),
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,12 @@ class SyncDataConfig(DataConfig):
     #: ... and >= hard_min_shift from epoch hard_from_epoch on (null: never)
     hard_min_shift: int = 2
     hard_from_epoch: int | None = None
+    #: train on part k of n disjoint parts of the training clips (every n-th clip from the k-th): two
+    #: experts on disjoint data, e.g. the generator's loss on [0, 2] and its evaluator on [1, 2]
+    train_part: tuple[int, int] = (0, 1)
+    #: keep each clip's mel and face crops (all frames, ~12 KB per 64 px frame) in memory after its
+    #: first read; the examples are the same as without (one decode per clip instead of per window)
+    memory_cache: bool = False
     drop_last: bool = True
 
     def __post_init__(self) -> None:
@@ -71,6 +78,9 @@ class SyncDataConfig(DataConfig):
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.min_shift < 1 or self.hard_min_shift < 1:
             raise ValueError("min_shift and hard_min_shift must be >= 1")
+        k, n = self.train_part
+        if not 0 <= k < n:
+            raise ValueError(f"train_part must be [k, n] with 0 <= k < n, got {list(self.train_part)}")
 
 
 # ----------------------------------------------------------------------------- frames
@@ -154,19 +164,31 @@ class SyncLoad:
     """The reader's ``load(ctx, item, gen)`` for SyncNet training / evaluation (see module doc)."""
     #: row indices another-clip negatives may draw from (None: every row)
     pool: list[int] | None = None
+    _mels: dict[str, tuple[Tensor, int]] = field(default_factory=dict, repr=False)
+    _faces: dict[tuple[Any, ...], Tensor] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _audio(self, ctx: ItemContext, i: int, gen: torch.Generator) -> _Audio | None:
         row, cfg = ctx.row(i), ctx.cfg
         fps, n_frames = float(row.get("fps") or 25.0), row.get("n_frames")
-        wave = ctx.decode(i, gen, crop_seconds=None)
-        if wave is None:
-            return None
-        if wave.numel() <= 400:
-            ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
-            return None
-        mel = wav2lip_mel(wave)
+        hit = self._mels.get(row["audio"]) if cfg.memory_cache else None
+        if hit is not None:
+            if ctx.train:                           # ctx.decode draws its crop position: same stream
+                torch.rand((), generator=gen)
+            mel, n_samples = hit
+        else:
+            wave = ctx.decode(i, gen, crop_seconds=None)
+            if wave is None:
+                return None
+            if wave.numel() <= 400:
+                ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
+                return None
+            mel, n_samples = wav2lip_mel(wave), wave.numel()
+            if cfg.memory_cache:
+                with self._lock:
+                    self._mels[row["audio"]] = (mel, n_samples)
         if n_frames is None:
-            n_frames = int(math.floor(wave.numel() / cfg.sample_rate * fps))
+            n_frames = int(math.floor(n_samples / cfg.sample_rate * fps))
         n = n_windows(int(n_frames), mel.shape[-1], fps, cfg.n_frames, cfg.mel_steps)
         if n < 1:
             ctx.skip("too_short", f"{row['id']}: shorter than one {cfg.n_frames}-frame window")
@@ -195,14 +217,30 @@ class SyncLoad:
             if other is None:
                 raise SkipRow("no_negative", f"{ctx.row(i)['id']}: no other clip to draw a negative from")
             mel, fps_a, start_a = other.mel, other.fps, _randint(gen, other.n_win)
-        frames = decode_video(ctx, i, s, cfg.n_frames)
-        if frames is None:
-            return None
         row = ctx.row(i)
-        faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], cfg.crop_box), (cfg.face_size, cfg.face_width))
+        faces = self._faces_of(ctx, i, s) if cfg.memory_cache else _window_faces(ctx, i, s)
+        if faces is None:
+            return None
         m0 = mel_start(start_a, fps_a)
         return {"id": row["id"], "faces": faces, "mel": mel[:, m0:m0 + cfg.mel_steps].clone(),
                 "label": 1.0 if kind == "pos" else 0.0, "kind": kind, "start": s, "audio_start": start_a}
+
+    def _faces_of(self, ctx: ItemContext, i: int, s: int) -> Tensor | None:
+        """The window's crops from the in-memory clip (the whole video decoded and cropped once)."""
+        cfg: SyncDataConfig = ctx.cfg               # type: ignore[assignment]
+        row = ctx.row(i)
+        key = (row.get("video"), row.get("face_box"))
+        clip = self._faces.get(key)
+        if clip is None:
+            clip = _window_faces(ctx, i, 0, None)
+            if clip is None:
+                return None
+            with self._lock:
+                self._faces[key] = clip
+        if len(clip) < s + cfg.n_frames:
+            ctx.stats.add("unreadable", f"{row['id']}: {len(clip)} frames, the window needs {s + cfg.n_frames}")
+            return None
+        return clip[s:s + cfg.n_frames]
 
     def _other(self, ctx: ItemContext, i: int, gen: torch.Generator) -> _Audio | None:
         pool = self.pool if self.pool is not None else range(len(ctx.rows))
@@ -215,6 +253,17 @@ class SyncLoad:
             if got is not None:
                 return got
         return None
+
+
+def _window_faces(ctx: ItemContext, i: int, s: int, count: int | None = -1) -> Tensor | None:
+    """Frames ``s .. s + count - 1`` of row ``i`` (``count`` -1: ``cfg.n_frames``; None: to the end)
+    cropped to the face box and resized: ``(count, face_size, face_width, 3)`` uint8."""
+    cfg: SyncDataConfig = ctx.cfg                   # type: ignore[assignment]
+    frames = decode_video(ctx, i, s, cfg.n_frames if count == -1 else count)
+    if frames is None:
+        return None
+    box = box_pixels(ctx.row(i), frames.shape[1:3], cfg.crop_box)
+    return crop_faces(frames, box, (cfg.face_size, cfg.face_width))
 
 
 @dataclass(frozen=True)

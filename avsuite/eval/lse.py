@@ -2,6 +2,7 @@
 
     im_feat, cc_feat = clip_features(model, faces, wave, fps)    # (N, D) each, one row per window
     m = lse(im_feat, cc_feat)                                    # {"lse_d", "lse_c", "av_offset", ...}
+    pairs = offset_check(model, faces, wave, fps)                # [(k, offset read with audio k ahead)]
 
 Algorithm (syncnet_python SyncNetInstance.evaluate, vshift 15): pad the audio features with
 ``vshift`` zero rows on both ends; for every video window v, the euclidean distances
@@ -97,3 +98,52 @@ def clip_lse(model: Any, faces: np.ndarray | Tensor, wave: np.ndarray | Tensor, 
              vshift: int = VSHIFT) -> dict[str, Any]:
     """:func:`clip_features` then :func:`lse`."""
     return lse(*clip_features(model, faces, wave, fps), vshift=vshift)
+
+
+def shift_audio(wave: np.ndarray | Tensor, k: int, fps: float, sample_rate: int = 16000) -> Tensor:
+    """The audio ``k`` frames AHEAD of the video (``k < 0``: behind), same length, zeros where it runs
+    out: ``out[t] = wave[t + k * sample_rate / fps]``. LSE's offset of a synced clip with this audio is ``k``."""
+    wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+    n = int(round(k * sample_rate / fps))
+    out = torch.zeros_like(wave)
+    if n >= 0:
+        out[:len(wave) - n] = wave[n:]
+    else:
+        out[-n:] = wave[:len(wave) + n]
+    return out
+
+
+@torch.no_grad()
+def offset_check(model: Any, faces: np.ndarray | Tensor, wave: np.ndarray | Tensor, fps: float,
+                 shifts: Any = range(-6, 7), vshift: int = VSHIFT) -> list[tuple[int, float]]:
+    """The issue's check on a GROUND-TRUTH clip: for every shift ``k`` the AV offset LSE measures
+    with the audio moved ``k`` frames ahead (:func:`shift_audio`) -> ``[(k, measured offset), ...]``.
+    A good evaluator reads ``k`` (within a frame). The video features are computed once."""
+    cfg = model.cfg
+    im, _ = clip_features(model, faces, wave, fps)
+    if len(im) == 0:
+        raise ValueError("no windows: the clip is shorter than one SyncNet window")
+    device = next(model.parameters()).device
+    out = []
+    for k in shifts:
+        mel = wav2lip_mel(shift_audio(wave, int(k), fps))
+        starts = range(len(im))
+        m = torch.stack([mel[:, mel_start(v, fps):mel_start(v, fps) + cfg.mel_steps] for v in starts])[:, None]
+        cc = torch.cat([model.encode_mel(m[i:i + 64].to(device)).float().cpu() for i in range(0, len(m), 64)])
+        out.append((int(k), lse(im, cc, vshift)["av_offset"]))
+    return out
+
+
+def offset_summary(pairs: list[tuple[int, float]], tol: float = 1.0) -> dict[str, float]:
+    """``[(k, measured), ...]`` over clips -> flat metrics: ``offset_check_within1`` (fraction of pairs
+    with ``|measured - k| <= tol``), ``offset_check_exact``, ``offset_check_mae``, ``offset_check_pairs``
+    and per k ``offset_check_k{k}`` (fraction within ``tol``; e.g. ``offset_check_k-3``)."""
+    if not pairs:
+        return {}
+    k = np.array([p[0] for p in pairs], dtype=float)
+    err = np.abs(np.array([p[1] for p in pairs], dtype=float) - k)
+    out = {"offset_check_within1": float(np.mean(err <= tol)), "offset_check_exact": float(np.mean(err == 0)),
+           "offset_check_mae": float(err.mean()), "offset_check_pairs": float(len(pairs))}
+    for s in sorted(set(k.tolist())):
+        out[f"offset_check_k{int(s)}"] = float(np.mean(err[k == s] <= tol))
+    return out

@@ -18,10 +18,11 @@ held-out clips (``eval_passes`` seeded windows per clip: a fixed set), per negat
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import lightning as L
 import numpy as np
@@ -53,10 +54,16 @@ class EvalSection:
     #: held-out clips scored with LSE-D / LSE-C / offset (0: none)
     lse_clips: int = 8
     batch_size: int = 32
+    #: held-out clips for the offset check: audio shifted by k in -offset_max_shift..offset_max_shift
+    #: frames, LSE's AV offset must read k (0: no check)
+    offset_clips: int = 32
+    offset_max_shift: int = 6
 
     def __post_init__(self) -> None:
         if self.passes < 1 or self.lse_clips < 0 or self.batch_size < 1:
             raise ValueError("eval.passes and eval.batch_size must be >= 1, eval.lse_clips >= 0")
+        if self.offset_clips < 0 or not 0 <= self.offset_max_shift <= 14:
+            raise ValueError("eval.offset_clips must be >= 0 and eval.offset_max_shift in [0, 14] (LSE's vshift is 15)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +167,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
         raise ValueError("data.manifest is required (an AV manifest: avsuite data build av --out DIR)")
     L.seed_everything(cfg.trainer.seed, verbose=False)
     rows = _rows(cfg.data.manifest)
-    train_rows = rows.select(split_of(rows, (None, "train")))
+    k, n = cfg.data.train_part
+    train_rows = rows.select(split_of(rows, (None, "train"))[k::n])
     if len(train_rows) < 2:
         raise ValueError(f"{cfg.data.manifest}: {len(train_rows)} training clip(s); SyncNet needs >= 2 "
                          "(negatives take another clip's audio)")
@@ -186,10 +194,12 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     export_model(out, model.state_dict(), export_config(model, d))
     test = heldout_rows(d, "test")
     scored = test if test is not None else valid
+    pairs: list[tuple[int, float]] = []
     if scored is not None:
-        metrics.update(evaluate_model(model, scored, d, cfg.eval))
+        metrics.update(evaluate_model(model, scored, d, cfg.eval, pairs_out=pairs))
         metrics["heldout_split_test"] = float(test is not None)
     write_metrics(out, metrics)
+    write_offset_check(out, pairs)
     return metrics
 
 
@@ -199,7 +209,8 @@ def export_config(model: SyncNet, data: SyncDataConfig) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate_model(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, ev: EvalSection) -> dict[str, float]:
+def evaluate_model(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, ev: EvalSection, *,
+                   pairs_out: list[tuple[int, float]] | None = None) -> dict[str, float]:
     """Held-out ``sync_acc`` / ``sync_loss`` (+ per kind) over ``ev.passes`` seeded windows per clip,
     and mean LSE-D / LSE-C / |offset| over up to ``ev.lse_clips`` clips."""
     cfg = replace(data, batch_size=ev.batch_size, shuffle=False, drop_last=False, strict=False)
@@ -224,18 +235,17 @@ def evaluate_model(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, ev:
     for k, ok in zip(kinds, correct.tolist()):
         per[k].append(ok)
     out.update({f"sync_acc_{k}": float(np.mean(v)) for k, v in per.items()})
-    out.update(lse_metrics(model, rows, data, ev.lse_clips))
+    out.update(lse_metrics(model, rows, data, ev.lse_clips, offset_clips=ev.offset_clips,
+                           max_shift=ev.offset_max_shift, pairs_out=pairs_out))
     return out
 
 
-def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clips: int) -> dict[str, float]:
-    """Mean LSE-D / LSE-C / |AV offset| over the first ``n_clips`` readable clips of ``rows``."""
+def _clips(rows: ManifestRows, data: SyncDataConfig, n: int) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """``(faces (T, H, W, 3) uint8, wave (S,), fps)`` of the first ``n`` readable clips of ``rows``."""
     from avsuite.audio.io import load_audio
-    from avsuite.eval.lse import clip_lse
     from avsuite.video.io import VideoDecodeError, read_video
 
-    got = []
-    for i in range(min(n_clips, len(rows))):
+    for i in range(min(n, len(rows))):
         row = rows[i]
         try:
             frames, fps = read_video(row["video"])
@@ -243,14 +253,35 @@ def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clip
         except (VideoDecodeError, ValueError, RuntimeError):
             continue
         faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], data.crop_box), (data.face_size, data.face_width))
+        yield faces, torch.as_tensor(np.asarray(wave, dtype=np.float32)), float(row.get("fps") or fps)
+
+
+def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clips: int, *, offset_clips: int = 0,
+                max_shift: int = 6, pairs_out: list[tuple[int, float]] | None = None) -> dict[str, float]:
+    """Mean LSE-D / LSE-C / |AV offset| over the first ``n_clips`` readable clips of ``rows``, and the
+    offset check (:func:`avsuite.eval.lse.offset_check`, k in -max_shift..max_shift) over the first
+    ``offset_clips``: ``offset_check_*`` (:func:`avsuite.eval.lse.offset_summary`); the raw
+    ``(k, measured)`` pairs are appended to ``pairs_out`` when given (for the plot)."""
+    from avsuite.eval.lse import clip_lse, offset_check, offset_summary
+
+    got, pairs = [], []
+    for n, (faces, wave, fps) in enumerate(_clips(rows, data, max(n_clips, offset_clips))):
         try:
-            got.append(clip_lse(model, faces, wave, float(row.get("fps") or fps)))
+            if n < n_clips:
+                got.append(clip_lse(model, faces, wave, fps))
+            if n < offset_clips:
+                pairs += offset_check(model, faces, wave, fps, range(-max_shift, max_shift + 1))
         except ValueError:            # shorter than one window
             continue
-    if not got:
-        return {}
-    return {"lse_d": float(np.mean([g["lse_d"] for g in got])), "lse_c": float(np.mean([g["lse_c"] for g in got])),
-            "av_offset_abs": float(np.mean([abs(g["av_offset"]) for g in got])), "lse_clips": float(len(got))}
+    out: dict[str, float] = {}
+    if got:
+        out.update({"lse_d": float(np.mean([g["lse_d"] for g in got])),
+                    "lse_c": float(np.mean([g["lse_c"] for g in got])),
+                    "av_offset_abs": float(np.mean([abs(g["av_offset"]) for g in got])), "lse_clips": float(len(got))})
+    out.update(offset_summary(pairs))
+    if pairs_out is not None:
+        pairs_out += pairs
+    return out
 
 
 def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
@@ -265,9 +296,22 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
                           face_width=m.face_width, crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))))
     rows = _rows(data)
     idx = split_of(rows, ("test",)) or split_of(rows, ("valid",)) or list(range(len(rows)))
-    metrics = evaluate_model(model, rows.select(idx), dcfg, EvalSection())
+    pairs: list[tuple[int, float]] = []
+    metrics = evaluate_model(model, rows.select(idx), dcfg, EvalSection(), pairs_out=pairs)
     write_metrics(Path(out), metrics)
+    write_offset_check(Path(out), pairs)
     return metrics
+
+
+def write_offset_check(out: Path, pairs: list[tuple[int, float]]) -> None:
+    """``out/offset_check.json`` (the ``[k, measured]`` pairs) and ``out/offset_check.png``."""
+    if not pairs:
+        return
+    from avsuite.checkpoint import atomic_write_text
+    from avsuite.viz import plot_offset_check
+
+    atomic_write_text(out / "offset_check.json", json.dumps([list(p) for p in pairs]) + "\n")
+    plot_offset_check(pairs, out / "offset_check.png")
 
 
 __all__ = ["Config", "ModelSection", "EvalSection", "SyncModule", "train", "evaluate", "evaluate_model",

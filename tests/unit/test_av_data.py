@@ -127,3 +127,16 @@ def test_config_validation():
         SyncDataConfig(crop_box=(0.5, 0, 0.4, 1))
     with pytest.raises(ValueError, match="positive_prob"):
         SyncDataConfig(positive_prob=1.5)
+    with pytest.raises(ValueError, match="train_part"):
+        SyncDataConfig(train_part=(2, 2))
+
+
+def test_memory_cache_gives_the_same_batches_over_epochs(corpus):
+    plain = _reader(corpus, batch_size=2, crop_box=(0.2, 0.3, 0.8, 0.9))
+    cached = _reader(corpus, batch_size=2, crop_box=(0.2, 0.3, 0.8, 0.9), memory_cache=True)
+    for epoch in range(3):                          # epoch 0 fills the cache, then every window comes from it
+        want, got = list(plain), list(cached)
+        assert len(got) == len(want) == 3
+        assert all(torch.equal(p.frames, q.frames) and torch.equal(p.mel, q.mel) and p.kinds == q.kinds
+                   for p, q in zip(want, got)), epoch
+    assert len(cached.load._faces) == 6 and len(cached.load._mels) == 6

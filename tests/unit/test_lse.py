@@ -84,3 +84,55 @@ def test_clip_features_window_count_and_alignment():
     assert im.shape == cc.shape == (35, 2)
     with pytest.raises(ValueError, match="expects"):
         clip_features(_Probe(), np.zeros((n, 32, 32, 3), np.uint8), wave, fps)
+
+
+class _GateProbe(torch.nn.Module):
+    """Frame window -> [its first frame is bright, 1]; mel window -> [a tone is on in its first frame, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        from avsuite.models.syncnet import syncnet_preset
+
+        self.cfg = syncnet_preset("tiny")
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def encode_frames(self, x):
+        return torch.stack([x[:, :3].mean((1, 2, 3)), torch.ones(len(x))], 1)
+
+    def encode_mel(self, m):
+        # mel column int(80 v / 25) + 2 lies inside video frame v (its window: 10..30 ms into the frame)
+        return torch.stack([(m[:, 0, :, 2].mean(1) > -2.5).float(), torch.ones(len(m))], 1)
+
+
+def _gated_clip(n=60, fps=25, seed=0):
+    """A clip whose frame v is white and carries a 440 Hz tone (10..30 ms into the frame) iff on[v]."""
+    on = np.random.default_rng(seed).integers(0, 2, n)
+    faces = np.broadcast_to((on * 255).astype(np.uint8)[:, None, None, None], (n, 64, 64, 3)).copy()
+    t = np.arange(16000 // fps) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t) * ((t >= 0.01) & (t < 0.03))
+    return faces, np.concatenate([tone * o for o in on]).astype(np.float32), fps
+
+
+def test_shift_audio_moves_the_audio_ahead_by_k_frames():
+    from avsuite.eval.lse import shift_audio
+
+    wave = np.arange(16000, dtype=np.float32)
+    ahead, behind = shift_audio(wave, 2, 25), shift_audio(wave, -3, 25)
+    assert ahead.shape == behind.shape == (16000,)
+    assert torch.equal(ahead[:16000 - 1280], torch.from_numpy(wave[1280:])) and not ahead[-1280:].any()
+    assert torch.equal(behind[1920:], torch.from_numpy(wave[:-1920])) and not behind[:1920].any()
+    assert torch.equal(shift_audio(wave, 0, 25), torch.from_numpy(wave))
+
+
+def test_offset_check_reads_the_shift_and_summary_counts_it():
+    from avsuite.eval.lse import offset_check, offset_summary
+
+    faces, wave, fps = _gated_clip()
+    pairs = offset_check(_GateProbe(), faces, wave, fps, shifts=range(-6, 7))
+    assert pairs == [(k, float(k)) for k in range(-6, 7)]          # the sign convention of lse(): audio k ahead
+    s = offset_summary([(0, 0.0), (0, 2.0), (3, 4.0), (3, -3.0)])
+    assert s["offset_check_within1"] == 0.5 and s["offset_check_exact"] == 0.25 and s["offset_check_pairs"] == 4
+    assert s["offset_check_k0"] == 0.5 and s["offset_check_k3"] == 0.5 and s["offset_check_mae"] == 2.25
+    assert offset_summary([]) == {}
+    with pytest.raises(ValueError, match="shorter"):
+        offset_check(_GateProbe(), faces[:4], wave[:4 * 640], fps)
