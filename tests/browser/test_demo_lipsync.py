@@ -141,6 +141,12 @@ def test_bad_inputs_are_messages_naming_the_problem(app_and_model, clips, tmp_pa
         assert str(tmp_path) not in status                   # server paths are reduced to file names
     out, status, *_ = app.lipsync(model, video, audio, 2, 1.5, 0.5, "blazeface")
     assert out is None and "whole number" in status
+    # the video limits (checked from the header / demuxing, before anything is decoded)
+    with pytest.raises(ValueError, match=r"the video is too long: 1\.0 s"):
+        avsuite.lipsync_file(model, video, audio, tmp_path / "o.mp4", max_video_seconds=0.5)
+    with pytest.raises(ValueError, match="too large to decode: 25 frames of 64x64"):
+        avsuite.lipsync_file(model, video, audio, tmp_path / "o.mp4", max_decoded_bytes=25 * 64 * 64 * 3 - 1)
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_progress_follows_the_ddim_steps_and_no_syncnet_says_how_to_grade(app_and_model, clips):
