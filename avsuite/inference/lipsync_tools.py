@@ -14,8 +14,8 @@ file, no face in any frame, audio longer than ``max_audio_seconds``, a video lon
 ``max_video_seconds`` or too large to decode in memory. Anything else is a fault of the model/runtime.
 
 LSE: the written mp4 is decoded again, cropped with the source video's face alignment at the SyncNet's
-crop size (aligned faces, as the lip-sync recipe grades its generations), and syncnet_python's LSE-D / LSE-C are computed
-(:func:`avsuite.eval.lse.clip_lse`) over the longest run of frames with a face. The numbers come
+crop size (aligned faces, as the lip-sync recipe grades its generations), and syncnet_python's
+LSE-D / LSE-C are computed (:func:`avsuite.eval.lse.clip_lse`) over the longest run of frames with a face. The numbers come
 from a self-trained SyncNet: comparable between runs graded by the same one, not with published values.
 """
 
