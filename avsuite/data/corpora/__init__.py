@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from avsuite.data.corpora import asterisk, av, intents, sounds
+from avsuite.data.corpora import asterisk, av, intents, sounds, speech_tts
 from avsuite.data.corpora.common import RUNTIME_OPTIONS, clear_outputs, write_json
 
 log = logging.getLogger("avsuite.data.corpora")
@@ -68,6 +68,8 @@ CORPORA: dict[str, Corpus] = {
                       intents.format_summary, "spoken intents: OVOS templates x offline TTS voices"),
     "av": Corpus("av", av.VERSION, av.DEFAULTS, av.build_rows, av.inputs, av.format_summary,
                  "synthetic talking faces: espeak-ng speech driving rendered mouths (H.264+AAC, 25 fps)"),
+    "speech": Corpus("speech", speech_tts.VERSION, speech_tts.DEFAULTS, speech_tts.build_rows, speech_tts.inputs,
+                     speech_tts.format_summary, "English sentences x offline TTS voices/rates + Apertium Spanish"),
 }
 
 
