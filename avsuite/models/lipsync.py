@@ -93,10 +93,10 @@ def lipsync_preset(name: str, **overrides: Any) -> LipSyncConfig:
     presets = {
         "tiny": dict(face_size=64, n_frames=16, mel_steps=16, n_tokens=4, token_dim=64,
                      vae=_vae((32, 64, 64), 1, 16, 64), unet=_unet((32, 64, 128), 1, 64, 8, 16, 16)),
-        # CPU training on a tight mouth crop (data.mouth_crop): 32 px, /4 VAE -> 8 x 8 latents, tiny's UNet,
-        # 8-frame windows (frames are independent in a 2-D UNet: fewer per window = more clips per step)
+        # CPU training on a tight mouth crop (data.mouth_crop): 32 px, micro's /4 VAE -> 8 x 8 latents,
+        # tiny's UNet, 8-frame windows (frames are independent in a 2-D UNet: fewer per window = more clips)
         "mouth32": dict(face_size=32, n_frames=8, mel_steps=16, n_tokens=4, token_dim=64,
-                        vae=_vae((32, 64, 64), 1, 16, 32), unet=_unet((32, 64, 128), 1, 64, 8, 16, 8)),
+                        vae=_vae((16, 32, 32), 1, 8, 32), unet=_unet((32, 64, 128), 1, 64, 8, 16, 8)),
         # tests / smoke runs: the same code at a quarter of tiny's widths
         "micro": dict(face_size=64, n_frames=16, mel_steps=16, n_tokens=4, token_dim=32,
                       vae=_vae((16, 32, 32), 1, 8, 64), unet=_unet((16, 32, 32), 1, 32, 8, 8, 16)),
@@ -176,9 +176,12 @@ class LipSyncModel(nn.Module):
     def condition(self, frames: Tensor, ref: Tensor) -> Tensor:
         """Frames and reference frames ``(N, 3, H, W)`` in [-1, 1] -> ``(N, 9, h, w)`` =
         ``[mask, masked-frame latent, reference latent]``."""
-        masked = self.encode(frames * self.mask)
-        refs = self.encode(ref)
-        return torch.cat([self.latent_mask.expand(len(frames), -1, -1, -1).to(masked.dtype), masked, refs], dim=1)
+        return self.condition_latents(self.encode(frames * self.mask), self.encode(ref))
+
+    def condition_latents(self, masked: Tensor, refs: Tensor) -> Tensor:
+        """Scaled latents of the masked frames and of the references ``(N, 4, h, w)`` -> ``(N, 9, h, w)``
+        (:meth:`condition` without the encoder: the recipe's cached-latent path)."""
+        return torch.cat([self.latent_mask.expand(len(masked), -1, -1, -1).to(masked.dtype), masked, refs], dim=1)
 
     def predict(self, noisy: Tensor, t: Tensor, cond: Tensor, tokens: Tensor) -> Tensor:
         """``noisy (N, 4, h, w)``, ``t`` scalar or ``(N,)``, ``cond (N, 9, h, w)``, ``tokens (N, K, D)``

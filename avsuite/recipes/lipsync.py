@@ -178,8 +178,7 @@ class LipSyncModule(L.LightningModule):
         with torch.no_grad():
             if isinstance(batch, LatentBatch):
                 latents = _flat(batch.latents) * m.scaling
-                keep = m.latent_mask.expand(len(latents), -1, -1, -1).to(latents.dtype)
-                cond = torch.cat([keep, _flat(batch.masked) * m.scaling, _flat(batch.ref) * m.scaling], dim=1)
+                cond = m.condition_latents(_flat(batch.masked) * m.scaling, _flat(batch.ref) * m.scaling)
             else:
                 latents, cond = m.encode(x), m.condition(x, _flat(batch.ref))
         shape = (b, 1, *latents.shape[1:])
