@@ -10,6 +10,11 @@ Two families, each with a ``tiny`` (CPU, seconds per step) and a ``base`` (paper
 
 Both pool only over valid (non-padded) frames when frame lengths are given, so zero padding at
 the end of a batch never changes an item's embedding pooling statistics.
+
+That pooling is blind to order ("X then Y" ~ "Y then X"). ``build_audio_encoder(..., pool=...)``
+adds an order-aware head from :mod:`avsuite.models.temporal_pool` (``segments`` / ``attention``)
+whose output is added to the pooled vector; the default ``meanmax`` adds nothing (same weights,
+same outputs as before).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsuite.audio.masks import lengths_to_mask, masked_mean
+from avsuite.models.temporal_pool import temporal_head
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -82,6 +88,7 @@ class Cnn14Encoder(nn.Module):
         self.fc = nn.Linear(cfg.channels[-1], cfg.channels[-1])
         self.dropout = nn.Dropout(cfg.dropout)
         self.out_dim = cfg.channels[-1]
+        self.temporal: nn.Module | None = None     # order-aware head over (B, C, T') (build_audio_encoder)
 
     def forward(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
         x = mel.transpose(1, 2)[:, None]                         # (B, 1, F, M)
@@ -99,8 +106,10 @@ class Cnn14Encoder(nn.Module):
             if lengths is not None:
                 x = x * _time_mask(x.shape[2], lengths, x.device)[:, None, :, None]
         x = x.mean(dim=3)                                       # (B, C, T') mean over frequency
-        mean, mx = masked_mean_max(x, _time_mask(x.shape[-1], lengths, x.device))
-        return F.relu(self.fc(self.dropout(mean + mx)))
+        mask = _time_mask(x.shape[-1], lengths, x.device)
+        mean, mx = masked_mean_max(x, mask)
+        pooled = mean + mx if self.temporal is None else mean + mx + self.temporal(x, mask)
+        return F.relu(self.fc(self.dropout(pooled)))
 
 
 # ----------------------------------------------------------------------------- HTS-AT (Swin)
@@ -200,6 +209,7 @@ class HtsatEncoder(nn.Module):
                 dim *= 2
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
+        self.temporal: nn.Module | None = None     # order-aware head over (B, C, T'') (build_audio_encoder)
 
     def forward(self, mel: Tensor, lengths: Tensor | None = None) -> Tensor:
         cfg = self.cfg
@@ -221,8 +231,9 @@ class HtsatEncoder(nn.Module):
                 x = self.merges[i](x)
                 lengths = _down(lengths, 2)
         x = self.norm(x).mean(dim=2).transpose(1, 2)             # (B, C, T'')
-        mean, _ = masked_mean_max(x, _time_mask(x.shape[-1], lengths, x.device))
-        return mean
+        mask = _time_mask(x.shape[-1], lengths, x.device)
+        mean, _ = masked_mean_max(x, mask)
+        return mean if self.temporal is None else mean + self.temporal(x, mask)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -247,10 +258,13 @@ AUDIO_PRESETS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def build_audio_encoder(name: str, n_mels: int) -> nn.Module:
+def build_audio_encoder(name: str, n_mels: int, *, pool: str = "meanmax", segments: int = 4) -> nn.Module:
+    """Preset ``name`` [+ the order-aware ``pool`` head with ``segments`` segments / position buckets]."""
     if name not in AUDIO_PRESETS:
         raise ValueError(f"unknown audio encoder {name!r}; choose from: {', '.join(AUDIO_PRESETS)}")
-    return AUDIO_PRESETS[name](n_mels)
+    encoder = AUDIO_PRESETS[name](n_mels)
+    encoder.temporal = temporal_head(pool, encoder.out_dim, segments)
+    return encoder
 
 
 def param_count(module: nn.Module) -> int:

@@ -40,10 +40,16 @@ LOGIT_SCALE_MAX = math.log(100.0)
 class ClapModelConfig:
     #: audio encoder preset: cnn14_tiny | cnn14_base | htsat_tiny | htsat_base
     audio: str = "cnn14_tiny"
+    #: audio time pooling: meanmax (order-blind, the towers' own) | segments | attention (order-aware
+    #: heads added to it, :mod:`avsuite.models.temporal_pool`); audio_segments = K segments / buckets
+    audio_pool: Literal["meanmax", "segments", "attention"] = "meanmax"
+    audio_segments: int = 4
     #: text tower: minilm (pretrained, offline) | small_tiny | small_base (from scratch) | hf (local dir)
     text: str = "minilm"
     text_path: str | None = None
     freeze_text: bool = True
+    #: with freeze_text false: tune only the last N layers of an HF text tower (null: all layers)
+    text_trainable_layers: int | None = None
     text_max_tokens: int = 64
     embed_dim: int = 256
     #: text-side projection: LAION-CLAP MLP, a linear map, or none (keep the text tower's own space,
@@ -59,6 +65,10 @@ class ClapModelConfig:
     def __post_init__(self) -> None:
         if self.embed_dim <= 0 or self.max_seconds <= 0:
             raise ValueError("embed_dim and max_seconds must be positive")
+        if self.audio_pool != "meanmax" and self.audio_segments < 2:
+            raise ValueError(f"audio_segments must be >= 2 for audio_pool={self.audio_pool!r}, got {self.audio_segments}")
+        if self.text_trainable_layers is not None and (self.freeze_text or self.text_trainable_layers < 1):
+            raise ValueError("text_trainable_layers needs freeze_text: false and a value >= 1")
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -106,9 +116,11 @@ class ClapModel(nn.Module):
         super().__init__()
         self.cfg, self.frontend_cfg = cfg, frontend
         self.frontend = AudioFrontend(frontend)
-        self.audio_encoder = build_audio_encoder(cfg.audio, frontend.n_mels)
+        self.audio_encoder = build_audio_encoder(cfg.audio, frontend.n_mels, pool=cfg.audio_pool,
+                                                 segments=cfg.audio_segments)
         self.text_encoder = build_text_encoder(cfg.text, path=cfg.text_path, freeze=cfg.freeze_text,
-                                               max_tokens=cfg.text_max_tokens, pretrained=pretrained_text)
+                                               max_tokens=cfg.text_max_tokens, pretrained=pretrained_text,
+                                               trainable_layers=cfg.text_trainable_layers)
         self.audio_proj = _mlp(self.audio_encoder.out_dim, cfg.embed_dim)
         self.text_proj = _text_projection(cfg.text_projection, self.text_encoder.out_dim, cfg.embed_dim)
         self.fusion = FusionStem() if cfg.fusion else None

