@@ -201,3 +201,40 @@ def test_issue12_configs_load_with_the_order_aware_tower(name):
     assert (cfg.model.text_trainable_layers == 1) == tuned and cfg.model.freeze_text == (not tuned)
     assert (cfg.compose.mode != "none") == tuned
     assert cfg.text_lr_scale == (0.05 if tuned else 1.0)
+
+
+# ----------------------------------------------------------------------------- text tower tuning
+def test_minilm_last_layer_tuning_equals_the_frozen_tower_and_trains_only_that_layer():
+    from avsuite.models.text_encoders import build_text_encoder
+
+    texts = ["a dog barking followed by rain", "rain followed by a dog barking", "a bell"]
+    full = build_text_encoder("minilm", freeze=True).eval()
+    part = build_text_encoder("minilm", freeze=False, trainable_layers=1).eval()
+    assert torch.allclose(part(texts), full(texts), atol=1e-5)    # cached prefix + 1 layer == whole tower
+    part.train()
+    part(texts).pow(2).sum().backward()
+    with_grad = {n for n, p in part.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad and all(n.startswith("model.encoder.layer.5.") for n in with_grad)
+    assert all(not p.requires_grad for n, p in part.named_parameters() if not n.startswith("model.encoder.layer.5."))
+    with pytest.raises(ValueError, match="trainable_layers must be in"):
+        build_text_encoder("minilm", freeze=False, trainable_layers=7)
+    with pytest.raises(ValueError, match="HF towers"):
+        build_text_encoder("small_tiny", trainable_layers=1)
+
+
+def test_text_lr_scale_puts_the_text_tower_in_its_own_lr_groups():
+    from avsuite.recipes.clap import ClapModule, load
+
+    cfg = load("configs/clap/tiny.yaml", ["model.text=small_tiny", "model.freeze_text=false",
+                                          "model.text_projection=mlp", "model.embed_dim=32", "text_lr_scale=0.1"])
+    module = ClapModule(cfg)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    text = {id(p) for p in module.model.text_encoder.parameters()}
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in module.model.parameters() if p.requires_grad)   # each once
+    for g in groups:
+        is_text = {id(p) in text for p in g["params"]}
+        assert len(is_text) == 1
+        assert g["initial_lr"] == pytest.approx(cfg.optim.lr * (0.1 if is_text.pop() else 1.0))   # before warm-up
+    with pytest.raises(ValueError, match="text_lr_scale"):
+        load("configs/clap/tiny.yaml", ["text_lr_scale=0"])
