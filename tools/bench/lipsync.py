@@ -15,8 +15,10 @@ branches per step), the default BlazeFace + FaceMesh detector.
   frame at a time through encode -> DDIM x CFG -> decode); every other stage is the same code.
 Stages (``timings=`` of the pipeline): read/decode, detect, align, audio (load + mel), VAE encode,
 UNet (all DDIM steps x CFG), VAE decode, paste-back, mux; "other" = wall - their sum. Sides run
-interleaved per round; medians. The two outputs are decoded back and compared (max abs diff of
-the uint8 frames). Prints a table and ends with ONE JSON line.
+interleaved per round; medians of wall and of process CPU seconds (the CPU ratio is the one to
+trust on a loaded machine with ``--threads 1``). The frames each side hands to the muxer are
+compared (max abs diff of the uint8 frames: batching changes only float rounding). Prints a
+table and ends with ONE JSON line.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from avsuite.data.corpora.face_bank import carphone_path
 from avsuite.inference.lipsync import LipSyncPipeline
 from avsuite.models.lipsync import LipSyncModel, lipsync_preset, n_params
 from avsuite.models.registry import load_model
-from avsuite.video.io import read_video
+import avsuite.video.io as vio
 
 STAGES = ("read", "detect", "align", "audio", "vae_encode", "unet", "vae_decode", "paste", "mux")
 TEXT = ("The quick brown fox jumps over the lazy dog, and the camera keeps rolling while "
@@ -61,13 +63,19 @@ def speech(path: Path, seconds: float | None) -> float:
     return len(wave) / s.sample_rate
 
 
-def run(pipe: LipSyncPipeline, video: Path, audio: Path, out: Path) -> tuple[float, dict, dict]:
+def run(pipe: LipSyncPipeline, video: Path, audio: Path, out: Path) -> tuple[float, float, dict, dict, np.ndarray]:
+    """-> (wall s, CPU s, stage seconds, stats, the frames handed to the muxer)."""
     t: dict = {}
-    t0 = time.perf_counter()
-    stats = pipe(video, audio, out, timings=t)
-    wall = time.perf_counter() - t0
+    real, seen = vio.write_video, []
+    vio.write_video = lambda path, frames, fps, **kw: seen.append(frames) or real(path, frames, fps, **kw)
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        stats = pipe(video, audio, out, timings=t)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        vio.write_video = real
     t["other"] = wall - sum(t.values())
-    return wall, t, stats
+    return wall, cpu, t, stats, seen[0]
 
 
 def table(walls: dict, stages: dict, frames: int) -> None:
@@ -103,18 +111,20 @@ def main() -> None:
                  "naive": LipSyncPipeline(model, steps=steps, guidance=a.guidance, progress=False, batch_frames=1)}
         LipSyncPipeline(model, steps=1, progress=False)(video, tmp / "speech.wav", tmp / "warm.mp4")   # warm-up
         walls: dict = {k: [] for k in pipes}
+        cpus: dict = {k: [] for k in pipes}
         parts: dict = {k: {s: [] for s in (*STAGES, "other")} for k in pipes}
+        outs: dict = {}
         for _ in range(rounds):
             for name, pipe in pipes.items():
-                wall, t, stats = run(pipe, video, tmp / "speech.wav", tmp / f"{name}.mp4")
+                wall, cpu, t, stats, outs[name] = run(pipe, video, tmp / "speech.wav", tmp / f"{name}.mp4")
                 walls[name].append(wall)
+                cpus[name].append(cpu)
                 for s in parts[name]:
                     parts[name][s].append(t.get(s, 0.0))
         wall = {k: statistics.median(v) for k, v in walls.items()}
+        cpu = {k: statistics.median(v) for k, v in cpus.items()}
         stage = {k: {s: statistics.median(v) for s, v in d.items()} for k, d in parts.items()}
-        ours_out, _ = read_video(tmp / "ours.mp4")
-        naive_out, _ = read_video(tmp / "naive.mp4")
-        diff = int(np.abs(ours_out.astype(np.int16) - naive_out.astype(np.int16)).max())
+        diff = int(np.abs(outs["ours"].astype(np.int16) - outs["naive"].astype(np.int16)).max())
     n = stats["frames"]
     load1 = os.getloadavg()[0]
     print(f"carphone 176x144 @ {stats['fps']:.2f} fps, {audio_s:.2f} s speech -> {n} frames "
@@ -122,8 +132,10 @@ def main() -> None:
           f"({n_params(model) / 1e6:.2f} M params), {steps} DDIM steps x CFG {a.guidance:g}, {a.threads} threads, "
           f"load {load0:.2f} -> {load1:.2f}")
     table(wall, stage, n)
+    print(f"{'CPU s':<12}" + "".join(f"{cpu[k]:>12.3f}{'':>10}" for k in cpu))
     res = {"ours_frames_per_s": n / wall["ours"], "naive_frames_per_s": n / wall["naive"],
-           "ratio_vs_naive": wall["naive"] / wall["ours"], "max_abs_diff_vs_naive": diff,
+           "ratio_vs_naive": wall["naive"] / wall["ours"], "cpu_ratio_vs_naive": cpu["naive"] / cpu["ours"],
+           "ours_cpu_s": cpu["ours"], "naive_cpu_s": cpu["naive"], "max_abs_diff_vs_naive": diff,
            **{f"ours_share_{s}": stage["ours"][s] / wall["ours"] for s in (*STAGES, "other")},
            "naive_share_unet": stage["naive"]["unet"] / wall["naive"],
            "ours_unet_s": stage["ours"]["unet"], "naive_unet_s": stage["naive"]["unet"],
