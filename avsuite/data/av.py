@@ -50,6 +50,10 @@ class SyncDataConfig(DataConfig):
     face_width: int = 64
     #: face box as fractions (x0, y0, x1, y1) of the frame, for rows without a "face_box"
     crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    #: (side, dy) in mouth half-widths: crop a square around the row's ``mouth`` [cx, cy, half_width]
+    #: instead (side * hw pixels, centred dy * hw below the mouth centre: :func:`mouth_box`), as the
+    #: lip-sync recipe's ``data.mouth_crop``; rows without ``mouth`` are skipped (``no_mouth``)
+    mouth_crop: tuple[float, float] | None = None
     positive_prob: float = 0.5
     #: fraction of the negatives that take another clip's audio (the rest: the same clip, shifted)
     other_clip_prob: float = 0.5
@@ -78,6 +82,8 @@ class SyncDataConfig(DataConfig):
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.min_shift < 1 or self.hard_min_shift < 1:
             raise ValueError("min_shift and hard_min_shift must be >= 1")
+        if self.mouth_crop is not None and not self.mouth_crop[0] > 0:
+            raise ValueError(f"mouth_crop side must be > 0, got {list(self.mouth_crop)}")
         k, n = self.train_part
         if not 0 <= k < n:
             raise ValueError(f"train_part must be [k, n] with 0 <= k < n, got {list(self.train_part)}")
@@ -114,6 +120,27 @@ def box_pixels(row: dict[str, Any], shape: tuple[int, int], crop_box: tuple[floa
     x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
     x1, y1 = min(w, max(x0 + 1, int(round(x1)))), min(h, max(y0 + 1, int(round(y1))))
     return x0, y0, x1, y1
+
+
+def mouth_box(mouth: Any, shape: tuple[int, int], spec: tuple[float, float]) -> tuple[int, int, int, int]:
+    """``mouth`` [cx, cy, half_width] (pixels), frame ``(H, W)``, ``spec`` (side, dy) in half-widths ->
+    the integer square ``(x0, y0, x1, y1)`` centred at (cx, cy + dy hw), shifted (not cut) to lie in
+    the frame (cut only when it is larger than the frame). The lip-sync generator's crop
+    (:func:`avsuite.data.lipsync.mouth_box`, the same numbers: a test holds them equal)."""
+    cx, cy, hw = (float(v) for v in mouth)
+    side = max(1, int(round(spec[0] * hw)))
+    h, w = shape
+    x0 = min(max(0, int(round(cx - side / 2))), max(0, w - side))
+    y0 = min(max(0, int(round(cy + spec[1] * hw - side / 2))), max(0, h - side))
+    return x0, y0, min(w, x0 + side), min(h, y0 + side)
+
+
+def clip_box(row: dict[str, Any], shape: tuple[int, int], cfg: SyncDataConfig) -> tuple[int, int, int, int] | None:
+    """The crop of a row: :func:`mouth_box` with ``cfg.mouth_crop`` (None when the row has no
+    ``mouth``), else :func:`box_pixels` (``face_box`` or ``cfg.crop_box``)."""
+    if cfg.mouth_crop is not None:
+        return mouth_box(row["mouth"], shape, cfg.mouth_crop) if row.get("mouth") else None
+    return box_pixels(row, shape, cfg.crop_box)
 
 
 def crop_faces(frames: np.ndarray | Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> Tensor:
@@ -262,7 +289,10 @@ def _window_faces(ctx: ItemContext, i: int, s: int, count: int | None = -1) -> T
     frames = decode_video(ctx, i, s, cfg.n_frames if count == -1 else count)
     if frames is None:
         return None
-    box = box_pixels(ctx.row(i), frames.shape[1:3], cfg.crop_box)
+    box = clip_box(ctx.row(i), frames.shape[1:3], cfg)
+    if box is None:
+        ctx.skip("no_mouth", f"{ctx.row(i)['id']}: data.mouth_crop needs the row's 'mouth' [cx, cy, half_width]")
+        return None
     return crop_faces(frames, box, (cfg.face_size, cfg.face_width))
 
 
@@ -285,4 +315,5 @@ def collate_sync(examples: list[dict[str, Any]]) -> SyncBatch:
 
 
 __all__ = ["SyncDataConfig", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
+           "mouth_box", "clip_box",
            "frames_to_input", "n_windows", "KINDS"]

@@ -15,6 +15,8 @@ Presets (explicit tables, one code path):
   2048-d. Frames in [-1, 1]. GPU only (instantiate on the meta device for shapes).
 - ``tiny``: the CPU preset: Wav2Lip's layout, 5 frames of a 64 px face's lower half
   (B,15,32,64) + (B,1,80,16), ~2 M parameters, 256-d.
+- ``mouth32``: ``tiny`` for the lip-sync generator's 32 px mouth crops (``configs/lipsync/tiny_av.yaml``):
+  (B,15,16,32) + (B,1,80,16), one stride-2 stage less, 256-d.
 
 The final ReLU (Wav2Lip: of the last Conv+BN+ReLU; StableSyncNet: after GroupNorm) makes both
 embeddings non-negative, so their cosine lies in [0, 1] and is used directly as a probability
@@ -87,18 +89,23 @@ _W2L_AUDIO = ((32, 3, 1, 1, 2), (64, 3, (3, 1), 1, 2), (128, 3, 3, 1, 2), (256, 
 # 32x64 lower half: 32x64 -> 30x31 -> 15x16 -> 8x8 -> 4x4 -> 2x2 -> 1x1
 _TINY_FACE = ((16, 7, 1, 3, 0), (32, 5, (1, 2), 1, 1), (64, 3, 2, 1, 1), (128, 3, 2, 1, 1), (256, 3, 2, 1, 1),
               (256, 3, 2, 1, 0), (256, 2, 1, 0, 0), (256, 1, 1, 0, 0))
+# 16x32 lower half of a 32 px mouth crop: 16x32 -> 14x15 -> 7x8 -> 4x4 -> 2x2 -> 1x1
+_MOUTH32_FACE = ((16, 7, 1, 3, 0), (32, 5, (1, 2), 1, 1), (64, 3, 2, 1, 1), (128, 3, 2, 1, 1), (256, 3, 2, 1, 1),
+                 (256, 2, 1, 0, 0), (256, 1, 1, 0, 0))
 # 80x16 mel: 80x16 -> 27x16 -> 9x6 -> 3x3 -> 1x1
 _TINY_AUDIO = ((16, 3, 1, 1, 1), (32, 3, (3, 1), 1, 1), (64, 3, 3, 1, 1), (128, 3, (3, 2), 1, 1),
                (256, 3, 1, 0, 0), (256, 1, 1, 0, 0))
 
 
 def syncnet_preset(name: str, **overrides: Any) -> SyncNetConfig:
-    """``wav2lip`` | ``stable_syncnet`` | ``tiny`` (see the module docstring)."""
+    """``wav2lip`` | ``stable_syncnet`` | ``tiny`` | ``mouth32`` (see the module docstring)."""
     presets = {
         "wav2lip": dict(kind="conv", n_frames=5, face_size=96, face_width=96, mel_steps=16, pixel_range="unit",
                         visual={"stages": _W2L_FACE}, audio={"stages": _W2L_AUDIO}),
         "tiny": dict(kind="conv", n_frames=5, face_size=64, face_width=64, mel_steps=16, pixel_range="unit",
                      visual={"stages": _TINY_FACE}, audio={"stages": _TINY_AUDIO}),
+        "mouth32": dict(kind="conv", n_frames=5, face_size=32, face_width=32, mel_steps=16, pixel_range="unit",
+                        visual={"stages": _MOUTH32_FACE}, audio={"stages": _TINY_AUDIO}),
         "stable_syncnet": dict(kind="down", n_frames=16, face_size=256, face_width=256, mel_steps=52,
                                pixel_range="signed",
                                visual={"block_out": (64, 128, 256, 256, 512, 1024, 2048, 2048),

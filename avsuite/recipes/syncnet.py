@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from avsuite.config import load_config
-from avsuite.data.av import SyncBatch, SyncDataConfig, SyncLoad, box_pixels, collate_sync, crop_faces
+from avsuite.data.av import SyncBatch, SyncDataConfig, SyncLoad, clip_box, collate_sync, crop_faces
 from avsuite.data.datamodule import AudioDataModule
 from avsuite.data.pipeline import Reader
 from avsuite.data.rows import ManifestRows
@@ -44,7 +44,7 @@ from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_sched
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
     """A named architecture (:func:`avsuite.models.syncnet.syncnet_preset`)."""
-    preset: Literal["tiny", "wav2lip", "stable_syncnet"] = "tiny"
+    preset: Literal["tiny", "mouth32", "wav2lip", "stable_syncnet"] = "tiny"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,7 +205,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
 
 def export_config(model: SyncNet, data: SyncDataConfig) -> dict[str, Any]:
     """The model dir config: the architecture + how faces were cropped (for eval / lipsync)."""
-    return {**model.export_config(), "crop_box": list(data.crop_box), "sample_rate": data.sample_rate}
+    mouth = list(data.mouth_crop) if data.mouth_crop is not None else None
+    return {**model.export_config(), "crop_box": list(data.crop_box), "mouth_crop": mouth, "sample_rate": data.sample_rate}
 
 
 @torch.no_grad()
@@ -252,7 +253,10 @@ def _clips(rows: ManifestRows, data: SyncDataConfig, n: int) -> Iterator[tuple[T
             wave, _ = load_audio(row["audio"], data.sample_rate)
         except (VideoDecodeError, ValueError, RuntimeError):
             continue
-        faces = crop_faces(frames, box_pixels(row, frames.shape[1:3], data.crop_box), (data.face_size, data.face_width))
+        box = clip_box(row, frames.shape[1:3], data)
+        if box is None:
+            continue
+        faces = crop_faces(frames, box, (data.face_size, data.face_width))
         yield faces, torch.as_tensor(np.asarray(wave, dtype=np.float32)), float(row.get("fps") or fps)
 
 
@@ -293,7 +297,8 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     _, conf = load_model_dir(model_dir)
     m: SyncNetConfig = model.cfg
     dcfg = SyncDataConfig(manifest=str(data), n_frames=m.n_frames, mel_steps=m.mel_steps, face_size=m.face_size,
-                          face_width=m.face_width, crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))))
+                          face_width=m.face_width, crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))),
+                          mouth_crop=tuple(conf["mouth_crop"]) if conf.get("mouth_crop") else None)
     rows = _rows(data)
     idx = split_of(rows, ("test",)) or split_of(rows, ("valid",)) or list(range(len(rows)))
     pairs: list[tuple[int, float]] = []

@@ -140,3 +140,21 @@ def test_memory_cache_gives_the_same_batches_over_epochs(corpus):
         assert all(torch.equal(p.frames, q.frames) and torch.equal(p.mel, q.mel) and p.kinds == q.kinds
                    for p, q in zip(want, got)), epoch
     assert len(cached.load._faces) == 6 and len(cached.load._mels) == 6
+
+
+def test_mouth_crop_is_the_lipsync_generators_box(corpus):
+    from avsuite.data import lipsync
+    from avsuite.data.av import clip_box, mouth_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mouth = [rng.uniform(-5, 140), rng.uniform(-5, 140), rng.uniform(2, 30)]
+        spec = (rng.uniform(1, 8), rng.uniform(-2, 2))
+        assert mouth_box(mouth, (128, 120), spec) == lipsync.mouth_box(mouth, (128, 120), spec)
+    assert mouth_box([64, 90, 12], (128, 128), (5.0, -0.5)) == (34, 54, 94, 114)
+    cfg = SyncDataConfig(mouth_crop=(5.0, -0.5), face_size=32, face_width=32)
+    assert clip_box({"mouth": [64, 90, 12]}, (128, 128), cfg) == (34, 54, 94, 114)
+    assert clip_box({}, (128, 128), cfg) is None
+    assert clip_box({}, (128, 128), SyncDataConfig(crop_box=(0.25, 0.5, 0.75, 1.0))) == (32, 64, 96, 128)
+    with pytest.raises(ValueError, match="mouth_crop"):
+        SyncDataConfig(mouth_crop=(0.0, 0.0))

@@ -59,6 +59,15 @@ def test_tiny_preset_cpu_sized_and_round_trips():
     assert all(torch.equal(p, q) for p, q in zip(model(x, m), again(x, m)))
 
 
+def test_mouth32_preset_takes_the_generators_32px_crops():
+    cfg = syncnet_preset("mouth32")
+    assert cfg.face_shape == (15, 16, 32) and cfg.mel_shape == (1, 80, 16) and cfg.face_width == 32
+    model = SyncNet(cfg)
+    assert 1e6 < n_params(model) < 3e6, n_params(model)
+    v, a = model(torch.rand(3, 15, 16, 32), torch.randn(3, 1, 80, 16))
+    assert v.shape == a.shape == (3, 256) and float(v.min()) >= 0
+
+
 def test_unknown_preset():
     with pytest.raises(KeyError, match="tiny"):
         syncnet_preset("huge")
