@@ -147,3 +147,21 @@ def offset_summary(pairs: list[tuple[int, float]], tol: float = 1.0) -> dict[str
     for s in sorted(set(k.tolist())):
         out[f"offset_check_k{int(s)}"] = float(np.mean(err[k == s] <= tol))
     return out
+
+
+def pair_accuracy(im_feat: Tensor, cc_feat: Tensor, min_shift: int = 5, seed: int = 0) -> tuple[int, int]:
+    """Two-alternative check on one clip's windows (the learning-free baseline's protocol in
+    docs/av_corpus.md): for every window v, is the aligned audio closer than the audio of a window
+    v' with ``|v' - v| >= min_shift`` (one v' per v, seeded)? -> ``(right, pairs)``."""
+    n = len(im_feat)
+    rng = np.random.default_rng(seed)
+    right = total = 0
+    for v in range(n):
+        far = [u for u in range(n) if abs(u - v) >= min_shift]
+        if not far:
+            continue
+        u = far[int(rng.integers(len(far)))]
+        d = torch.linalg.vector_norm(im_feat[v][None] - cc_feat[[v, u]], dim=1)
+        right += int(d[0] < d[1])
+        total += 1
+    return right, total

@@ -262,17 +262,21 @@ def _clips(rows: ManifestRows, data: SyncDataConfig, n: int) -> Iterator[tuple[T
 
 def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clips: int, *, offset_clips: int = 0,
                 max_shift: int = 6, pairs_out: list[tuple[int, float]] | None = None) -> dict[str, float]:
-    """Mean LSE-D / LSE-C / |AV offset| over the first ``n_clips`` readable clips of ``rows``, and the
+    """Mean LSE-D / LSE-C / |AV offset| over the first ``n_clips`` readable clips of ``rows`` (and
+    ``pair_acc_shift5``: aligned vs >= 5-frame-shifted audio of each window, :func:`avsuite.eval.lse.pair_accuracy`,
+    the learning-free baseline's protocol), and the
     offset check (:func:`avsuite.eval.lse.offset_check`, k in -max_shift..max_shift) over the first
     ``offset_clips``: ``offset_check_*`` (:func:`avsuite.eval.lse.offset_summary`); the raw
     ``(k, measured)`` pairs are appended to ``pairs_out`` when given (for the plot)."""
-    from avsuite.eval.lse import clip_lse, offset_check, offset_summary
+    from avsuite.eval.lse import clip_features, lse, offset_check, offset_summary, pair_accuracy
 
-    got, pairs = [], []
+    got, pairs, two = [], [], np.zeros(2)
     for n, (faces, wave, fps) in enumerate(_clips(rows, data, max(n_clips, offset_clips))):
         try:
             if n < n_clips:
-                got.append(clip_lse(model, faces, wave, fps))
+                im, cc = clip_features(model, faces, wave, fps)
+                got.append(lse(im, cc))
+                two += pair_accuracy(im, cc, min_shift=5, seed=n)
             if n < offset_clips:
                 pairs += offset_check(model, faces, wave, fps, range(-max_shift, max_shift + 1))
         except ValueError:            # shorter than one window
@@ -281,7 +285,8 @@ def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clip
     if got:
         out.update({"lse_d": float(np.mean([g["lse_d"] for g in got])),
                     "lse_c": float(np.mean([g["lse_c"] for g in got])),
-                    "av_offset_abs": float(np.mean([abs(g["av_offset"]) for g in got])), "lse_clips": float(len(got))})
+                    "av_offset_abs": float(np.mean([abs(g["av_offset"]) for g in got])), "lse_clips": float(len(got)),
+                    "pair_acc_shift5": float(two[0] / max(1.0, two[1])), "pair_shift5_pairs": float(two[1])})
     out.update(offset_summary(pairs))
     if pairs_out is not None:
         pairs_out += pairs

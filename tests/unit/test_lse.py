@@ -136,3 +136,14 @@ def test_offset_check_reads_the_shift_and_summary_counts_it():
     assert offset_summary([]) == {}
     with pytest.raises(ValueError, match="shorter"):
         offset_check(_GateProbe(), faces[:4], wave[:4 * 640], fps)
+
+
+def test_pair_accuracy_prefers_the_aligned_window():
+    from avsuite.eval.lse import pair_accuracy
+
+    base = _feats(n=30)
+    im = base[:30]
+    assert pair_accuracy(im, im.clone(), min_shift=5) == (30, 30)                # aligned audio = the same features
+    right, total = pair_accuracy(im, base[5:35], min_shift=5)                     # audio 5 frames ahead: mostly wrong
+    assert total == 30 and right < 20
+    assert pair_accuracy(im[:4], im[:4].clone(), min_shift=5) == (0, 0)         # no window 5 frames away
