@@ -13,7 +13,11 @@ Loss: BCE on the cosine of the ReLU'd, L2-normalised embeddings (Wav2Lip / Laten
 metrics.json: ``sync_acc`` (cos > 0.5 == label, LatentSync's eval) and ``sync_loss`` on the
 held-out clips (``eval_passes`` seeded windows per clip: a fixed set), per negative kind
 (``sync_acc_pos`` / ``_other`` / ``_shift``), and LSE-D / LSE-C / AV offset of the held-out clips
-(syncnet_python's algorithm with THIS model as the evaluator: not comparable to published LSE).
+(syncnet_python's algorithm with THIS model as the evaluator: not comparable to published LSE),
+``pair_acc_shift5`` (aligned vs >= 5-frame-shifted audio per window) and the offset check: each
+clip's audio shifted by k in -6..6 frames, the fraction of (clip, k) whose LSE offset reads k within a
+frame (``offset_check_within1``, per k ``offset_check_k{k}``; ``offset_check.json`` / ``.png`` next to
+metrics.json).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class EvalSection:
     #: seeded windows (each a positive or a negative) per held-out clip for sync_acc / sync_loss
     passes: int = 8
     #: held-out clips scored with LSE-D / LSE-C / offset (0: none)
-    lse_clips: int = 8
+    lse_clips: int = 32
     batch_size: int = 32
     #: held-out clips for the offset check: audio shifted by k in -offset_max_shift..offset_max_shift
     #: frames, LSE's AV offset must read k (0: no check)
