@@ -88,16 +88,16 @@ def table(walls: dict, stages: dict, frames: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="1 s of audio, 4 DDIM steps, 1 round")
+    ap.add_argument("--quick", action="store_true", help="1 s of audio, 2 DDIM steps, 1 round")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=None, help="default 2 (--quick: 1)")
-    ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20; --quick: 4)")
+    ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20; --quick: 2)")
     ap.add_argument("--guidance", type=float, default=1.5)
     ap.add_argument("--seconds", type=float, default=None, help="trim the speech (default all of it; --quick: 1)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rounds = a.rounds or (1 if a.quick else 2)
-    steps = a.steps or (4 if a.quick else 20)
+    steps = a.steps or (2 if a.quick else 20)
     seconds = a.seconds or (1.0 if a.quick else None)
     video = carphone_path()
     if video is None:
