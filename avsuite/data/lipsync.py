@@ -9,13 +9,17 @@ Per item (row i, generator seeded by (seed, epoch, batch, slot) as every stage o
 
 - a window start s uniform over the starts whose ``n_frames`` frames exist and whose SyncNet
   sub-windows have their mel; frames s..s+T-1 are decoded, cropped to the face box
-  (:func:`~avsuite.data.av.crop_faces`, as SyncNet's data) and scaled to [-1, 1];
+  (:func:`~avsuite.data.av.crop_faces`, as SyncNet's data) or, with ``mouth_crop``, to a square
+  around the row's ``mouth`` (:func:`mouth_box`), and scaled to [-1, 1];
 - reference frames (LatentSync): another window of the same clip starting >= ``min_ref_gap``
   frames away (the farthest window when the clip is too short for that);
 - ``mel``: for each frame its ``mel_steps`` Wav2Lip mel columns centred on the frame
   (:func:`frame_mel_windows`) -> the generator's audio tokens;
 - ``sync_mel``: the mel window (``sync_mel_steps`` from ``int(80 f / fps)``) of each
   ``sync_frames``-frame sub-window at offsets 0, k, 2k, ... -> the SyncNet loss.
+
+:class:`LatentLoad` does the same on whole clips cached in memory (crops, mel and, for the UNet
+stage, the frozen VAE's latents): no video decoding and no VAE encoder in a training step.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
     avsuite train lipsync --config configs/lipsync/tiny.yaml stage=unet init=runs/lipsync_vae/model \
         syncnet=runs/syncnet/model --out runs/lipsync
     avsuite eval lipsync --model runs/lipsync/model --data MANIFEST --out runs/lipsync_eval
+    avsuite eval lipsync --model runs/lipsync/model --data MANIFEST --syncnet EVAL_SYNCNET --out DIR  # LSE table
 
 * ``stage: vae`` trains the small AutoencoderKL on face crops (L1 + 0.1 (1 - SSIM) + 1e-6 KL).
 * ``stage: unet`` loads ``init``'s VAE (frozen), measures ``scaling_factor`` = 1 / std of the
@@ -11,7 +12,10 @@
   eps-MSE with LatentSync's mixed noise (shared over the clip's frames + independent, one t per
   clip), audio dropout, and (``loss.w_pixel`` / ``loss.w_sync`` > 0) the one-step x0 decoded by the
   frozen VAE: L1 + SSIM on the lower half, and a frozen SyncNet (``syncnet``: a model dir) BCE(cos, 1)
-  for clips with ``t < loss.sync_max_t`` (:mod:`avsuite.losses.lipsync`).
+  for clips with ``t < loss.sync_max_t`` (:mod:`avsuite.losses.lipsync`), every ``loss.pixel_every``-th step.
+* ``cache_latents: true`` (CPU): every training clip is decoded and cropped once and, in the unet
+  stage, every frame encoded once by the frozen VAE (:mod:`avsuite.recipes.lipsync_cache`);
+  ``data.mouth_crop`` crops around the row's ``mouth`` instead of the face (preset ``mouth32``).
 
 metrics.json (held-out ``test`` rows, else ``valid``): re-dubbing each clip's first window with its
 own audio (reference = another window of the clip, ``eval.steps`` DDIM steps, guidance
