@@ -95,6 +95,8 @@ def test_gpu_bench_without_cuda_prints_one_json_line():
     ("zeroshot.py", {"ours_b1_clips_per_s", "ours_b32_clips_per_s", "naive_clips_per_s", "stream_first_result_s",
                      "whole_first_result_s", "load_avg"}),
     ("clap_train.py", {"ours_samples_per_s", "plain_loop_samples_per_s", "ratio", "data_starvation", "load_avg"}),
+    ("lipsync.py", {"ours_frames_per_s", "naive_frames_per_s", "ratio_vs_naive", "cpu_ratio_vs_naive",
+                    "max_abs_diff_vs_naive", "ours_unet_s", "load_avg"}),
 ])
 def test_bench_quick_prints_one_json_line(bench, keys):
     proc = subprocess.run([sys.executable, str(ROOT / "tools/bench" / bench), "--quick"], capture_output=True,
