@@ -80,3 +80,24 @@ def test_quickstart_on_the_real_corpus_beats_chance_on_unseen_classes(tmp_path):
     assert m["cross_zeroshot_classes"] >= 10 and 0.0 <= m["cross_zeroshot_top1"] <= 1.0   # reported, not yet > chance
     assert m["zeroshot_top1"] > 2 * m["zeroshot_chance"], m
     assert m["zeroshot_top5"] > 2 * m["zeroshot_chance_top5"], m
+
+
+@pytest.mark.slow
+def test_quickstart_validation_mode_uses_another_split_and_never_scores_the_held_out_source(tmp_path):
+    from avsuite.recipes.clap import run_quickstart as run
+
+    manifest = _manifest(tmp_path)
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for r in rows:                                    # one clip of every class comes from the held-out source
+        r["source"] = "gcompris-qt-data" if r["id"].endswith("-0") else "synth"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = dict(manifest=manifest, max_minutes=6.0, max_steps=4,
+                  overrides=["trainer.progress_bar=false", "data.batch_size=8", "optim.warmup_steps=1"])
+    test = run(tmp_path / "test", **common)
+    valid = run(tmp_path / "valid", validation=True, **common)
+    assert test["cross_zeroshot_n"] > 0 and not any(k.startswith("cross_") for k in valid)
+    unseen = {name: set(_labels(tmp_path / name / "data" / "unseen.jsonl")) for name in ("test", "valid")}
+    assert unseen["test"] != unseen["valid"]
+    for name in ("test", "valid"):                    # the held-out source is never trained on
+        assert {json.loads(x)["source"] for x in (tmp_path / name / "data" / "train.jsonl").read_text().splitlines()} \
+            == {"synth"}
