@@ -54,7 +54,7 @@ class ModelSection:
 @dataclass(frozen=True, kw_only=True)
 class EvalSection:
     #: seeded windows (each a positive or a negative) per held-out clip for sync_acc / sync_loss
-    passes: int = 8
+    passes: int = 32
     #: held-out clips scored with LSE-D / LSE-C / offset (0: none)
     lse_clips: int = 32
     batch_size: int = 32
