@@ -13,7 +13,9 @@ partner j = the next held-out clip (another identity / sentence / voice mix):
 4. ``redub``: clip i's video re-generated with its own audio: LSE, and the mouth region (the
    model's mask = 0 pixels of its crop) vs the real frames: ``l1`` / ``psnr`` (dB, range 2) and
    lower-half ``ssim``; ``ref_*`` = the reference frames' mouths pasted in (a copy baseline) and
-   ``vae_*`` = the real frames through the VAE (the ceiling).
+   ``vae_*`` = the real frames through the VAE (the ceiling);
+5. ``vae``: clip i's video with its mouth region replaced by its VAE reconstruction, own audio:
+   the LSE a perfect generator could reach through this VAE and crop resolution.
 
 Generation (:func:`avsuite.inference.lipsync.generate`): the model's crop of every frame (its face
 box, or the row's ``mouth`` box when the model was trained with ``data.mouth_crop``), reference
@@ -44,8 +46,9 @@ from avsuite.eval.lse import clip_lse
 from avsuite.losses.lipsync import lower_half, ssim
 
 SR = 16000
-CONDITIONS = ("gt", "mismatch", "dub", "redub")
+CONDITIONS = ("gt", "vae", "mismatch", "dub", "redub")
 LABELS = {"gt": "ground truth (video + its own audio)",
+          "vae": "ground truth, mouth region through the VAE (generator ceiling)",
           "mismatch": "input video + another clip's audio (mismatched)",
           "dub": "generated with that other audio (masked + reference input)",
           "redub": "generated with the clip's own audio (re-dub)"}
@@ -123,7 +126,7 @@ class Dubber:
         ref = x[(torch.arange(n) + n // 2) % n]
         mel = frame_mel_windows(wav2lip_mel(wave), n, fps, self.data.mel_steps)
         gen = generate(self.model, x, ref, mel, steps=self.steps, guidance=self.guidance, noise=self.noise)
-        return {"frames": paste(frames, gen, box, self.model.mask), "gen": gen, "gt": x, "ref": ref}
+        return {"frames": paste(frames, gen, box, self.model.mask), "gen": gen, "gt": x, "ref": ref, "box": box}
 
 
 def sync_faces(syncnet: Any, crop_box: tuple[float, ...], row: dict[str, Any], frames: np.ndarray) -> Tensor:
@@ -154,6 +157,7 @@ def lse_table(dubber: Dubber, syncnet: Any, sn_crop: tuple[float, ...], rows: li
         red = dubber(row, frames, wave, fps)
         lse["redub"].append(score(red["frames"], wave))
         vae = dubber.model.decode(dubber.model.encode(red["gt"])).clamp(-1, 1)
+        lse["vae"].append(score(paste(frames, vae, red["box"], keep), wave))
         for name, pred in (("mouth", red["gen"]), ("ref", red["ref"] * (1 - keep) + red["gt"] * keep),
                            ("vae", vae * (1 - keep) + red["gt"] * keep)):
             for k, v in mouth_scores(pred, red["gt"], keep).items():

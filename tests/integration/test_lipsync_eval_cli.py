@@ -43,7 +43,7 @@ def test_tiny_av_trains_on_caches_and_eval_writes_the_lse_table(tmp_path, capsys
                  "--syncnet", str(tmp_path / "sn" / "model"), "--out", str(out), "--steps", "2"]) == 0
     got = json.loads((out / "metrics.json").read_text())
     assert got["clips"] == 2
-    for cond in ("gt", "mismatch", "dub", "redub"):
+    for cond in ("gt", "vae", "mismatch", "dub", "redub"):
         assert got[f"lse_c_{cond}"] >= 0 and got[f"lse_d_{cond}"] > 0
     assert 0 < got["vae_l1"] and got["mouth_psnr"] < 100
     table = (out / "table.md").read_text()

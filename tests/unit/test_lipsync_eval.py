@@ -60,7 +60,7 @@ class _Same:
 
     def __call__(self, row, frames, wave, fps):
         x = to_signed(torch.from_numpy(frames[:, :32, :32].copy()))
-        return {"frames": frames, "gen": x, "gt": x, "ref": x.flip(0)}
+        return {"frames": frames, "gen": x, "gt": x, "ref": x.flip(0), "box": (0, 0, 32, 32)}
 
 
 def test_lse_table_rows_with_an_identity_generator(tmp_path):
@@ -77,9 +77,9 @@ def test_lse_table_rows_with_an_identity_generator(tmp_path):
     m = ev.lse_table(_Same(model), sn, (0.0, 0.0, 1.0, 1.0), rows)
     assert m["clips"] == 3
     for k in ("lse_d", "lse_c", "offset0"):
-        assert m[f"{k}_dub"] == m[f"{k}_mismatch"] and m[f"{k}_redub"] == m[f"{k}_gt"]
+        assert m[f"{k}_dub"] == m[f"{k}_mismatch"] and m[f"{k}_redub"] == m[f"{k}_gt"] == m[f"{k}_vae"]
     assert m["mouth_psnr"] == 100.0 and m["mouth_l1"] == 0.0                   # mask all keep: nothing regenerated
     table = ev.format_table(m, "cmd")
-    assert table.count("\n| ") == 9 and "mismatched" in table and "`cmd`" in table
+    assert table.count("\n| ") == 10 and "mismatched" in table and "`cmd`" in table
     with pytest.raises(ValueError, match="at least 2"):
         ev.lse_table(_Same(model), sn, (0.0, 0.0, 1.0, 1.0), rows[:1])
