@@ -8,15 +8,12 @@ Ids ``0..3`` are reserved: ``0`` = CTC blank and padding, ``1`` = ``<unk>``, ``2
   serialised proto is kept as a ``uint8`` tensor in the state dict, so the model dir stays
   ``model.safetensors`` + ``config.yaml``.
 
-:func:`normalize_transcript` is the ASR text normalisation (lowercase, letters/digits/apostrophes)
-used for CTC targets and WER.
+Text normalisation of transcripts and translations lives in :mod:`avsuite.data.text` (a data concern).
 """
 
 from __future__ import annotations
 
 import io
-import re
-import unicodedata
 from typing import Any, Iterable
 
 import torch
@@ -25,21 +22,6 @@ from torch import Tensor
 BLANK, PAD, UNK, BOS, EOS = 0, 0, 1, 2, 3
 N_SPECIAL = 4
 _SPECIALS = ["<blank>", "<unk>", "<s>", "</s>"]
-
-
-def normalize_transcript(text: str) -> str:
-    """ASR normalisation: NFKC, drop ``[annotations]``, lowercase, keep ``[a-z0-9' ]`` (accents kept)."""
-    text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text).lower()
-    text = re.sub(r"[^\w' ]+|_", " ", text)
-    return re.sub(r"\s+", " ", text).strip(" '")
-
-
-def normalize_translation(text: str) -> str:
-    """Target-side normalisation for translation: NFKC, drop ``[annotations]`` and typographic quotes."""
-    text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text).replace("“", "").replace("”", "").replace("’", "'")
-    return re.sub(r"\s+", " ", text).strip()
 
 
 class CharTokenizer:

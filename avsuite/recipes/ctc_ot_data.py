@@ -28,7 +28,7 @@ from avsuite.data.pipeline import DataConfig, ItemContext, SkipCounter, SkipRow
 from avsuite.data.rows import ManifestRows
 from avsuite.losses.ctc import ctc_min_frames
 from avsuite.models.speech import output_lengths
-from avsuite.models.text_tokenizer import normalize_transcript, normalize_translation
+from avsuite.data.text import normalize_transcript, normalize_translation
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from avsuite.eval.speech_metrics import all_metrics, bleu_chrf, wer_cer
 from avsuite.audio.augment import spec_augment
 from avsuite.models.seq2seq import SpeechSeq2Seq, average_state_dicts, build_model, model_config, model_from_state
 from avsuite.models.speech import ConvSubsampler, SiameseCTCOT, output_lengths, preset
-from avsuite.models.text_tokenizer import (EOS, UNK, CharTokenizer, SentencePieceTokenizer, normalize_transcript,
-                                           tokenizer_from)
+from avsuite.data.text import normalize_transcript
+from avsuite.models.text_tokenizer import EOS, UNK, CharTokenizer, SentencePieceTokenizer, tokenizer_from
 
 FE = kaldi_fbank(normalize="utterance")
 

@@ -100,7 +100,7 @@ def true_case(text: str) -> str:
 
 def normalize(text: str) -> str:
     """The transcript: lower case, words and apostrophes only (as ``ctc_ot`` normalises)."""
-    from avsuite.models.text_tokenizer import normalize_transcript
+    from avsuite.data.text import normalize_transcript
 
     return normalize_transcript(text)
 
