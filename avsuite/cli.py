@@ -97,7 +97,8 @@ def cmd_data_build(a: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(a: argparse.Namespace) -> int:
-    metrics = _call("avsuite.recipes.clap:quickstart", Path(a.out))
+    metrics = _call("avsuite.recipes.clap:quickstart", Path(a.out), validation=a.validation,
+                    overrides=tuple(a.overrides))
     _print_metrics(metrics, Path(a.out) / "metrics.json")
     return 0
 
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("quickstart", cmd_quickstart, "the main job: build the sound corpus, train CLAP, report zero-shot")
     sp.add_argument("--out", default="runs/quickstart")
+    sp.add_argument("--validation", action="store_true",
+                    help="the run settings are chosen on: another class split, held-out source not scored")
+    sp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.eq_db=12")
     return p
 
 

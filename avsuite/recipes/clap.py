@@ -364,9 +364,9 @@ def _print_summary(m: dict[str, float], out: Path) -> None:
 
 
 
-def quickstart(out: Path) -> dict[str, float]:
-    """The main job (``avsuite quickstart``): see :func:`run_quickstart`."""
-    return run_quickstart(Path(out))
+def quickstart(out: Path, *, validation: bool = False, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """The main job (``avsuite quickstart [--validation] [key=value ...]``): see :func:`run_quickstart`."""
+    return run_quickstart(Path(out), validation=validation, overrides=overrides)
 
 
 __all__ = ["Config", "ComposeConfig", "ClapModule", "train", "evaluate", "evaluate_model", "quickstart",
