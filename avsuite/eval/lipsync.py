@@ -202,7 +202,8 @@ def run_lse_table(model_dir: Path, data: Path, syncnet_dir: Path, out: Path, *, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    cmd = f"avsuite eval lipsync --model {model_dir} --data {data} --syncnet {syncnet_dir} --out {out}"
+    cmd = (f"avsuite eval lipsync --model {model_dir} --data {data} --syncnet {syncnet_dir}"
+           + (f" --clips {clips}" if clips else "") + (f" --steps {steps}" if steps else "") + f" --out {out}")
     (out / "table.md").write_text(format_table(metrics, cmd))
     return metrics
 
