@@ -212,17 +212,30 @@ def _bar(total: int, enabled: bool) -> Callable[[int], None]:
     return show
 
 
+def video_model_config(model_dir: str | Path) -> dict[str, Any]:
+    """The config of a lip-sync model dir that can dub whole videos. A model trained on the corpus'
+    ``mouth`` boxes (``data.mouth_crop``, e.g. preset ``mouth32``) never saw face-aligned crops, which
+    is what a video gives: it is refused with one clear error instead of producing garbage mouths."""
+    from avsuite.checkpoint import read_model_config
+
+    conf = read_model_config(model_dir)
+    if conf.get("mouth_crop"):
+        raise ValueError(f"{model_dir}: this model was trained on mouth crops taken from the corpus rows "
+                         f"(data.mouth_crop); it is for `avsuite eval lipsync` only. Dubbing a video needs a "
+                         f"model trained on aligned faces (e.g. configs/lipsync/tiny.yaml)")
+    return conf
+
+
 def run_lipsync(model: Path, video: Path, audio: Path, out: Path, *, detector: str | Callable | None = None,
                 steps: int | None = None, guidance: float | None = None, seed: int = 0,
                 device: str | None = None, progress: bool = True) -> int:
     """The ``avsuite lipsync`` command: load the model dir, run the pipeline, write ``out``."""
-    from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
     import av.logging
 
     av.logging.set_level(None)           # see avsuite.recipes.lipsync.quiet_pyav (a decoder-thread deadlock)
-    conf = read_model_config(model)
+    conf = video_model_config(model)
     infer = conf.get("inference", {}) if isinstance(conf.get("inference"), dict) else {}
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_model(model, dev, kind="lipsync")
@@ -236,4 +249,4 @@ def run_lipsync(model: Path, video: Path, audio: Path, out: Path, *, detector: s
     return 0
 
 
-__all__ = ["LipSyncPipeline", "run_lipsync", "generate", "guided_eps", "box_detector", "chunks", "to_uint8"]
+__all__ = ["LipSyncPipeline", "run_lipsync", "video_model_config", "generate", "guided_eps", "box_detector", "chunks", "to_uint8"]

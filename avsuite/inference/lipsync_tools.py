@@ -44,9 +44,9 @@ _RUN_LOCK = threading.Lock()          # one generation at a time per process (th
 def lipsync_defaults(model_dir: str | Path) -> dict[str, Any]:
     """The model dir's inference settings (``inference:`` of its config.yaml, else LatentSync's
     20 steps / guidance 1.5 / BlazeFace) and the detector names a front end may offer."""
-    from avsuite.checkpoint import read_model_config
+    from avsuite.inference.lipsync import video_model_config
 
-    conf = read_model_config(model_dir)
+    conf = video_model_config(model_dir)
     infer = conf.get("inference") if isinstance(conf.get("inference"), dict) else {}
     detector = infer.get("detector") or "blazeface"
     return {"steps": int(infer.get("steps") or 20), "guidance": float(infer.get("guidance") or 1.5),

@@ -65,3 +65,23 @@ def test_only_the_needed_frames_are_decoded_and_short_videos_loop(model, clip):
     assert fps == FPS and len(out) == stats["frames"] == 5 and stats["source_frames"] == 5
     out, _, stats = pipe(model).frames(video, torch.cat([wave, wave]))             # 0.8 s > the 0.48 s clip
     assert len(out) == 20 and stats["source_frames"] == 12
+
+
+def test_a_mouth_crop_model_is_refused_for_videos_with_one_clear_error(model, clip, tmp_path, capsys):
+    from avsuite.checkpoint import save_model_dir
+    from avsuite.cli import main
+    from avsuite.inference.lipsync_tools import lipsync_defaults
+
+    root, video, _, _ = clip
+    audio = root / "speech.wav"
+    conf = {**model.export_config(), "crop_box": [0.0, 0.0, 1.0, 1.0], "sample_rate": SAMPLE_RATE}
+    save_model_dir(tmp_path / "face", model.state_dict(), {**conf, "mouth_crop": None})
+    save_model_dir(tmp_path / "mouth", model.state_dict(), {**conf, "mouth_crop": [1.0, 1.25, 2.5]})
+    assert lipsync_defaults(tmp_path / "face")["steps"] == 20
+    with pytest.raises(ValueError, match="mouth crops"):
+        lipsync_defaults(tmp_path / "mouth")
+    out = tmp_path / "o.mp4"
+    assert main(["lipsync", "--model", str(tmp_path / "mouth"), "--video", str(video), "--audio", str(audio),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "mouth crops" in err and "Traceback" not in err and not out.exists()
