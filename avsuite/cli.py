@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = dsub.add_parser("build", help="build a corpus manifest from installed packages",
                          description="build a corpus manifest from installed packages (offline)")
     sp.set_defaults(func=cmd_data_build)
-    sp.add_argument("corpus", help="corpus name (sounds, asterisk, intents, av)")
+    sp.add_argument("corpus", help="corpus name (sounds, asterisk, intents, speech, av)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--force", action="store_true", help="rebuild even if cached")
     sp.add_argument("options", nargs="*", metavar="key=value", help="builder options, e.g. gm_renders=8")
