@@ -49,6 +49,7 @@ from avsuite.losses.sync import sync_cosine
 from avsuite.models.lipsync import LipSyncModel, lipsync_preset, make_scheduler
 from avsuite.recipes.common import (OptimConfig, TrainerConfig, adamw_with_schedule, build_trainer, export_model,
                                     resume_path, write_config, write_metrics)
+from avsuite.video.io import ffmpeg_logs_without_the_gil
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,19 +281,9 @@ def build_model(cfg: Config) -> LipSyncModel:
     return model
 
 
-def quiet_pyav() -> None:
-    """Importing lightning turns PyAV's FFmpeg -> Python log bridge on (level 16). With frame-threaded
-    H.264 decoding (``thread_type="AUTO"``) a decoder thread that logs while the codec context is
-    freed under the GIL deadlocks the process (seen here in a loader thread; PyAV issues #751, #909).
-    The bridge is turned off for this process."""
-    import av.logging
-
-    av.logging.set_level(None)
-
-
 def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     """Writes ``config.yaml``, ``model/``, ``last.ckpt``, ``metrics.json`` under ``out``."""
-    quiet_pyav()
+    ffmpeg_logs_without_the_gil()          # lightning turned PyAV's log bridge on: a decoder-thread deadlock
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data
@@ -405,7 +396,7 @@ def evaluate(model_dir: Path, data: Path, out: Path, *, syncnet: Path | None = N
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
-    quiet_pyav()
+    ffmpeg_logs_without_the_gil()          # lightning turned PyAV's log bridge on: a decoder-thread deadlock
     if syncnet is not None:
         from avsuite.eval.lipsync import run_lse_table
 
