@@ -39,21 +39,38 @@ from avsuite.data.pipeline import DataConfig, ItemContext, SkipRow
 KINDS = ("pos", "other", "shift")
 
 @dataclass(frozen=True, kw_only=True)
-class SyncDataConfig(DataConfig):
-    """DataConfig + the SyncNet window and negative sampling."""
-    #: video frames per window (5: Wav2Lip, 16: LatentSync)
+class AVDataConfig(DataConfig):
+    """DataConfig + what every video recipe crops: windows of frames, the face (or mouth) box, mel columns."""
+    #: video frames per window (5: Wav2Lip's SyncNet, 16: LatentSync)
     n_frames: int = 5
-    #: mel frames per window (16 for 5 frames at 25 fps, 52 for 16)
+    #: mel frames per window (SyncNet: 16 for 5 frames at 25 fps, 52 for 16) or per frame (generator tokens)
     mel_steps: int = 16
-    #: the face crop is resized to face_size (H) x face_width (W); the model sees its lower half
+    #: the face crop is resized to face_size x face_size (a SyncNet may ask another face_width)
     face_size: int = 64
-    face_width: int = 64
     #: face box as fractions (x0, y0, x1, y1) of the frame, for rows without a "face_box"
     crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     #: (side, dy) in mouth half-widths: crop a square around the row's ``mouth`` [cx, cy, half_width]
-    #: instead (side * hw pixels, centred dy * hw below the mouth centre: :func:`mouth_box`), as the
-    #: lip-sync recipe's ``data.mouth_crop``; rows without ``mouth`` are skipped (``no_mouth``)
+    #: instead (side * hw pixels, centred dy * hw below the mouth centre: :func:`mouth_box`); rows
+    #: without ``mouth`` are skipped (``no_mouth``)
     mouth_crop: tuple[float, float] | None = None
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_frames < 1 or self.mel_steps < 1 or self.face_size < 2:
+            raise ValueError("n_frames and mel_steps must be >= 1 and face_size >= 2")
+        x0, y0, x1, y1 = self.crop_box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
+        if self.mouth_crop is not None and not self.mouth_crop[0] > 0:
+            raise ValueError(f"mouth_crop side must be > 0, got {list(self.mouth_crop)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncDataConfig(AVDataConfig):
+    """AVDataConfig + the SyncNet window and negative sampling."""
+    #: the SyncNet input is face_size (H) x face_width (W); the model sees its lower half
+    face_width: int = 64
     positive_prob: float = 0.5
     #: fraction of the negatives that take another clip's audio (the rest: the same clip, shifted)
     other_clip_prob: float = 0.5
@@ -68,22 +85,16 @@ class SyncDataConfig(DataConfig):
     #: keep each clip's mel and face crops (all frames, ~12 KB per 64 px frame) in memory after its
     #: first read; the examples are the same as without (one decode per clip instead of per window)
     memory_cache: bool = False
-    drop_last: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_frames < 1 or self.mel_steps < 1 or self.face_size < 2 or self.face_width < 1:
-            raise ValueError("n_frames, mel_steps, face_width must be >= 1 and face_size >= 2")
-        x0, y0, x1, y1 = self.crop_box
-        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
+        if self.face_width < 1:
+            raise ValueError("face_width must be >= 1")
         for key in ("positive_prob", "other_clip_prob"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.min_shift < 1 or self.hard_min_shift < 1:
             raise ValueError("min_shift and hard_min_shift must be >= 1")
-        if self.mouth_crop is not None and not self.mouth_crop[0] > 0:
-            raise ValueError(f"mouth_crop side must be > 0, got {list(self.mouth_crop)}")
         k, n = self.train_part
         if not 0 <= k < n:
             raise ValueError(f"train_part must be [k, n] with 0 <= k < n, got {list(self.train_part)}")
@@ -125,8 +136,7 @@ def box_pixels(row: dict[str, Any], shape: tuple[int, int], crop_box: tuple[floa
 def mouth_box(mouth: Any, shape: tuple[int, int], spec: tuple[float, float]) -> tuple[int, int, int, int]:
     """``mouth`` [cx, cy, half_width] (pixels), frame ``(H, W)``, ``spec`` (side, dy) in half-widths ->
     the integer square ``(x0, y0, x1, y1)`` centred at (cx, cy + dy hw), shifted (not cut) to lie in
-    the frame (cut only when it is larger than the frame). The lip-sync generator's crop
-    (:func:`avsuite.data.lipsync.mouth_box`, the same numbers: a test holds them equal)."""
+    the frame (cut only when it is larger than the frame). Also the lip-sync generator's crop."""
     cx, cy, hw = (float(v) for v in mouth)
     side = max(1, int(round(spec[0] * hw)))
     h, w = shape
@@ -135,7 +145,7 @@ def mouth_box(mouth: Any, shape: tuple[int, int], spec: tuple[float, float]) -> 
     return x0, y0, min(w, x0 + side), min(h, y0 + side)
 
 
-def clip_box(row: dict[str, Any], shape: tuple[int, int], cfg: SyncDataConfig) -> tuple[int, int, int, int] | None:
+def clip_box(row: dict[str, Any], shape: tuple[int, int], cfg: AVDataConfig) -> tuple[int, int, int, int] | None:
     """The crop of a row: :func:`mouth_box` with ``cfg.mouth_crop`` (None when the row has no
     ``mouth``), else :func:`box_pixels` (``face_box`` or ``cfg.crop_box``)."""
     if cfg.mouth_crop is not None:
@@ -314,6 +324,6 @@ def collate_sync(examples: list[dict[str, Any]]) -> SyncBatch:
                      ids=[e["id"] for e in examples], kinds=[e["kind"] for e in examples])
 
 
-__all__ = ["SyncDataConfig", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
+__all__ = ["AVDataConfig", "SyncDataConfig", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
            "mouth_box", "clip_box",
            "frames_to_input", "n_windows", "KINDS"]

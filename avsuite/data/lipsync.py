@@ -33,40 +33,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avsuite.audio.wav2lip_mel import mel_start, wav2lip_mel
-from avsuite.data.av import box_pixels, crop_faces, decode_video
+from avsuite.data.av import AVDataConfig, clip_box, crop_faces, decode_video, mouth_box
 from avsuite.data.batches import _Movable
-from avsuite.data.pipeline import DataConfig, ItemContext
+from avsuite.data.pipeline import ItemContext
 
 
 @dataclass(frozen=True, kw_only=True)
-class LipSyncDataConfig(DataConfig):
+class LipSyncDataConfig(AVDataConfig):
+    """AVDataConfig (16-frame windows; ``mel_steps`` = mel columns per frame for the audio tokens,
+    centred on the frame) + the SyncNet sub-windows and the reference window."""
     n_frames: int = 16
-    face_size: int = 64
-    #: face box as fractions (x0, y0, x1, y1) of the frame, for rows without a "face_box"
-    crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
-    #: mel columns per frame for the audio tokens (centred on the frame)
-    mel_steps: int = 16
     #: SyncNet sub-windows: frames and mel columns each (the SyncNet's preset)
     sync_frames: int = 5
     sync_mel_steps: int = 16
     #: reference window at least this many frames from the target window (LatentSync: 16)
     min_ref_gap: int = 16
-    #: (side, dy): crop a square of ``side`` mouth half-widths centred ``dy`` half-widths below the
-    #: row's ``mouth`` [cx, cy, half_width] instead of the face box (null: the face box)
-    mouth_crop: tuple[float, float] | None = None
-    drop_last: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_frames < 1 or self.face_size < 8 or self.mel_steps < 1:
-            raise ValueError("n_frames and mel_steps must be >= 1, face_size >= 8")
+        if self.face_size < 8:
+            raise ValueError("face_size must be >= 8 (the VAE downsamples)")
         if not 1 <= self.sync_frames <= self.n_frames or self.sync_mel_steps < 1:
             raise ValueError("need 1 <= sync_frames <= n_frames and sync_mel_steps >= 1")
-        x0, y0, x1, y1 = self.crop_box
-        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise ValueError(f"crop_box must be fractions x0 < x1, y0 < y1 in [0, 1], got {list(self.crop_box)}")
-        if self.mouth_crop is not None and not self.mouth_crop[0] > 0:
-            raise ValueError(f"mouth_crop side must be > 0, got {list(self.mouth_crop)}")
 
     def sync_offsets(self) -> list[int]:
         return list(range(0, self.n_frames - self.sync_frames + 1, self.sync_frames))
@@ -98,24 +86,9 @@ def ref_start(gen: torch.Generator, s: int, n: int, gap: int) -> int:
     return max(range(n), key=lambda t: (abs(t - s), -t))
 
 
-def mouth_box(mouth: Any, shape: tuple[int, int], spec: tuple[float, float]) -> tuple[int, int, int, int]:
-    """``mouth`` [cx, cy, half_width] (pixels), frame ``(H, W)``, ``spec`` (side, dy) in half-widths ->
-    the integer square ``(x0, y0, x1, y1)`` centred at (cx, cy + dy hw), shifted (not cut) to lie in
-    the frame (cut only when it is larger than the frame)."""
-    cx, cy, hw = (float(v) for v in mouth)
-    side = max(1, int(round(spec[0] * hw)))
-    h, w = shape
-    x0 = min(max(0, int(round(cx - side / 2))), max(0, w - side))
-    y0 = min(max(0, int(round(cy + spec[1] * hw - side / 2))), max(0, h - side))
-    return x0, y0, min(w, x0 + side), min(h, y0 + side)
-
-
-def face_box(row: dict[str, Any], shape: tuple[int, int], cfg: LipSyncDataConfig) -> tuple[int, int, int, int] | None:
-    """The generator's crop box of a row: :func:`mouth_box` with ``cfg.mouth_crop`` (None when the
-    row has no ``mouth``), else the face box (:func:`~avsuite.data.av.box_pixels`)."""
-    if cfg.mouth_crop is not None:
-        return mouth_box(row["mouth"], shape, cfg.mouth_crop) if row.get("mouth") else None
-    return box_pixels(row, shape, cfg.crop_box)
+#: the generator crops exactly as the SyncNet stage does (one function: the expert used as its loss
+#: sees the same box)
+face_box = clip_box
 
 
 def to_signed(faces: Tensor) -> Tensor:

@@ -232,9 +232,9 @@ def run_lipsync(model: Path, video: Path, audio: Path, out: Path, *, detector: s
     """The ``avsuite lipsync`` command: load the model dir, run the pipeline, write ``out``."""
     from avsuite.models.registry import load_model
 
-    import av.logging
+    from avsuite.video.io import ffmpeg_logs_without_the_gil
 
-    av.logging.set_level(None)           # see avsuite.recipes.lipsync.quiet_pyav (a decoder-thread deadlock)
+    ffmpeg_logs_without_the_gil()        # (each read does it too; here before the model loads lightning code)
     conf = video_model_config(model)
     infer = conf.get("inference", {}) if isinstance(conf.get("inference"), dict) else {}
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")

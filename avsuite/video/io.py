@@ -67,20 +67,22 @@ _LOG_FIXED: list[bool] = []
 
 
 def ffmpeg_logs_without_the_gil() -> None:
-    """Use FFmpeg's own log callback (errors only) instead of PyAV's Python bridge, once per process.
+    """Use FFmpeg's own log callback (errors only) instead of PyAV's Python bridge.
 
     Importing lightning turns the bridge on; it takes the GIL from FFmpeg's decoder threads, and a
     thread that frees a frame-threaded H.264 context (``avcodec_free_context``, GIL held) waits for
     those threads while one waits for the GIL: a deadlock (seen with gdb in loader threads; PyAV
-    issues #751, #909). Called by every read here, so no caller has to remember it."""
-    with _LOG_LOCK:
-        if _LOG_FIXED:
-            return
-        import av.logging
+    issues #751, #909). Called by every read here, so no caller has to remember it; checked on every
+    call (one attribute read), so a bridge turned on again by a later import is turned off again."""
+    import av.logging
 
+    if _LOG_FIXED and av.logging.get_level() is None:
+        return
+    with _LOG_LOCK:
+        av.logging.set_level(None)
         av.logging.restore_default_callback()
         av.logging.set_libav_level(av.logging.ERROR)
-        _LOG_FIXED.append(True)
+        _LOG_FIXED[:] = [True]
 
 
 def _open(path: Path):

@@ -143,14 +143,20 @@ def test_memory_cache_gives_the_same_batches_over_epochs(corpus):
 
 
 def test_mouth_crop_is_the_lipsync_generators_box(corpus):
-    from avsuite.data import lipsync
     from avsuite.data.av import clip_box, mouth_box
+    from avsuite.data.lipsync import LipSyncDataConfig, face_box
 
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        mouth = [rng.uniform(-5, 140), rng.uniform(-5, 140), rng.uniform(2, 30)]
-        spec = (rng.uniform(1, 8), rng.uniform(-2, 2))
-        assert mouth_box(mouth, (128, 120), spec) == lipsync.mouth_box(mouth, (128, 120), spec)
+    for _ in range(50):                      # a square of side round(side * hw) inside the frame, centred when it can be
+        mouth = [rng.uniform(-5, 140), rng.uniform(-5, 140), rng.uniform(2, 20)]
+        spec = (rng.uniform(1, 5), rng.uniform(-2, 2))
+        x0, y0, x1, y1 = mouth_box(mouth, (128, 120), spec)
+        side = max(1, round(spec[0] * mouth[2]))
+        assert x1 - x0 == y1 - y0 == side and 0 <= x0 and x1 <= 120 and 0 <= y0 and y1 <= 128
+        if side / 2 + 1 <= mouth[0] <= 120 - side / 2 - 1:
+            assert abs((x0 + x1) / 2 - mouth[0]) <= 1
+    row = {"mouth": [64, 90, 12]}
+    assert face_box(row, (128, 128), LipSyncDataConfig(mouth_crop=(5.0, -0.5))) == (34, 54, 94, 114)
     assert mouth_box([64, 90, 12], (128, 128), (5.0, -0.5)) == (34, 54, 94, 114)
     cfg = SyncDataConfig(mouth_crop=(5.0, -0.5), face_size=32, face_width=32)
     assert clip_box({"mouth": [64, 90, 12]}, (128, 128), cfg) == (34, 54, 94, 114)

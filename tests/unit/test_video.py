@@ -433,3 +433,18 @@ def test_composite_checks_its_inputs(detector):
         composite(prep, np.zeros((1, 32, 32, 3), np.uint8), frame_indices=[3])
     with pytest.raises(ValueError):
         composite(prep, prep.crops, region="face")
+
+
+def test_pyav_log_bridge_is_off_for_every_read_even_after_a_later_import_turns_it_on(tmp_path):
+    import av.logging
+
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    path = write_video(tmp_path / "v.mp4", frames, 25)
+    read_video(path)
+    assert av.logging.get_level() is None
+    av.logging.set_level(av.logging.ERROR)            # what importing lightning does (the bridge at level 16)
+    try:
+        read_video(path)
+        assert av.logging.get_level() is None
+    finally:
+        av.logging.set_level(None)
