@@ -22,7 +22,7 @@ Values (per item, ``(B,)``):
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -198,12 +198,28 @@ def _plan(cost: Tensor, log_a: Tensor, log_b: Tensor, f: Tensor, g: Tensor, eps:
     return t.add_((log_b + g / eps)[:, None, :]).exp_()
 
 
+class _Attach(torch.autograd.Function):
+    """``value`` (B,) whose gradient w.r.t. ``t`` is ``grad`` (B, ...) per unit of ``value``: the
+    backward is one broadcast multiply, no (t - t.detach()) product in the forward."""
+
+    @staticmethod
+    def forward(ctx: Any, value: Tensor, t: Tensor, grad: Tensor) -> Tensor:
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        (grad,) = ctx.saved_tensors
+        g_t = grad * g_out.reshape(-1, *([1] * (grad.dim() - 1))) if ctx.needs_input_grad[1] else None
+        return (g_out if ctx.needs_input_grad[0] else None), g_t, None
+
+
 def _attach(value: Tensor, pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
     """``value`` carrying the gradients ``d value / d t = G`` for each ``(t, G)``: first-order exact,
     no autograd graph through the solver (the envelope theorem gives ``G`` in closed form)."""
     for t, grad in pairs:
         if t.requires_grad:
-            value = value + (grad * (t - t.detach())).sum(dim=tuple(range(1, t.dim())))
+            value = _Attach.apply(value, t, grad)
     return value
 
 
@@ -253,10 +269,10 @@ def entropic_ot(x: Tensor, y: Tensor, x_mask: Tensor | None = None, y_mask: Tens
     with torch.no_grad():                               # x moves with the rows of P(f_new, g), y with
         if x.requires_grad:                             # the columns of P(f, g_new): GeomLoss' gradients
             plan = _plan(cost, log_a, log_b, f_new, g, eps, out=buf)
-            pairs.append((x, plan.sum(2, keepdim=True) * x - plan @ y))
+            pairs.append((x, torch.baddbmm(plan.sum(2, keepdim=True) * x, plan, y, alpha=-1.0)))
         if y.requires_grad:
             plan = _plan(cost, log_a, log_b, f, g_new, eps, out=buf)
-            pairs.append((y, plan.sum(1)[:, :, None] * y - plan.transpose(1, 2) @ x))
+            pairs.append((y, torch.baddbmm(plan.sum(1)[:, :, None] * y, plan.transpose(1, 2), x, alpha=-1.0)))
     return _attach(val, pairs)
 
 
@@ -288,7 +304,7 @@ def self_ot(x: Tensor, x_mask: Tensor, *, p: int = 2, blur: float = 0.05, scalin
         return val + 2.0 * (a * (f_grad - f_grad.detach()).masked_fill(~x_mask, 0.0)).sum(1)
     with torch.no_grad():
         plan = _plan(cost, log_a, log_a, new, pot, eps, out=buf)
-        gx = 2.0 * (plan.sum(2, keepdim=True) * x - plan @ x)
+        gx = torch.baddbmm(plan.sum(2, keepdim=True) * x, plan, x, alpha=-1.0).mul_(2.0)
     return _attach(val, [(x, gx)])
 
 
@@ -321,11 +337,27 @@ def _pad_to(x: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
 def _diameter(x: Tensor, y: Tensor, x_mask: Tensor, y_mask: Tensor) -> float:
     """Largest bounding-box diagonal over the batch (valid points only), as GeomLoss estimates it."""
     with torch.no_grad():
+        nx, ny = _prefix_lengths(x_mask), _prefix_lengths(y_mask)
+        if nx is not None and ny is not None:           # padding at the end (the usual case): read the valid
+            best = 0.0                                  # rows in place, no masked (B, N+M, D) copies
+            for i in range(x.shape[0]):
+                lo_x, hi_x = torch.aminmax(x[i, :nx[i]], dim=0)
+                lo_y, hi_y = torch.aminmax(y[i, :ny[i]], dim=0)
+                best = max(best, float((torch.maximum(hi_x, hi_y) - torch.minimum(lo_x, lo_y)).norm()))
+            return max(best, 1e-6)
         pts = torch.cat([x, y], 1)
         mask = torch.cat([x_mask, y_mask], 1)[..., None]
         hi = pts.masked_fill(~mask, NEG_INF).amax(1)
         lo = pts.masked_fill(~mask, float("inf")).amin(1)
         return float((hi - lo).norm(dim=-1).max().clamp(min=1e-6))
+
+
+def _prefix_lengths(mask: Tensor) -> list[int] | None:
+    """Valid lengths when every row of ``mask`` is a prefix of True (each with at least one), else None."""
+    n = mask.sum(1)
+    if not bool((n > 0).all()) or not torch.equal(mask, torch.arange(mask.shape[1], device=mask.device)[None] < n[:, None]):
+        return None
+    return n.tolist()
 
 
 def add_position(x: Tensor, mask: Tensor, weight: float) -> Tensor:

@@ -192,3 +192,21 @@ def test_compiled_transforms_equal_eager():
         out.append((v.detach(), xx.grad, yy.grad))
     for a, b in zip(*out):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_diameter_of_prefix_masks_equals_the_masked_path():
+    from avsuite.losses.ot import _diameter, _prefix_lengths
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4, 9, 5, generator=g, dtype=torch.float64), torch.randn(4, 7, 5, generator=g, dtype=torch.float64)
+    xm = torch.arange(9)[None] < torch.tensor([9, 3, 5, 1])[:, None]
+    ym = torch.arange(7)[None] < torch.tensor([2, 7, 4, 6])[:, None]
+    x[~xm], y[~ym] = 1e3, -1e3                               # padding values never count
+    assert _prefix_lengths(xm) == [9, 3, 5, 1]
+    perm_x, perm_y = torch.randperm(9, generator=g), torch.randperm(7, generator=g)
+    assert _prefix_lengths(xm[:, perm_x]) is None            # the same points, not a prefix: the masked path
+    fast = _diameter(x, y, xm, ym)
+    slow = _diameter(x[:, perm_x], y[:, perm_y], xm[:, perm_x], ym[:, perm_y])
+    pts = [torch.cat([x[i][xm[i]], y[i][ym[i]]]) for i in range(4)]
+    want = max(float((p.amax(0) - p.amin(0)).norm()) for p in pts)
+    assert fast == pytest.approx(want, rel=1e-12) and slow == pytest.approx(want, rel=1e-12)
