@@ -100,6 +100,22 @@ class SyncDataConfig(AVDataConfig):
             raise ValueError(f"train_part must be [k, n] with 0 <= k < n, got {list(self.train_part)}")
 
 
+#: fewer samples than this give no Wav2Lip mel frame (window 800, centred)
+MIN_MEL_SAMPLES = 401
+
+
+def decode_speech(ctx: ItemContext, i: int, gen: torch.Generator) -> Tensor | None:
+    """Row ``i``'s whole waveform (no crop) for a Wav2Lip mel; None after counting when it is
+    unreadable or shorter than :data:`MIN_MEL_SAMPLES` (``too_short``)."""
+    wave = ctx.decode(i, gen, crop_seconds=None)
+    if wave is None:
+        return None
+    if wave.numel() < MIN_MEL_SAMPLES:
+        ctx.skip("too_short", f"{ctx.row(i)['id']}: {wave.numel()} audio samples")
+        return None
+    return wave
+
+
 # ----------------------------------------------------------------------------- frames
 def decode_video(ctx: ItemContext, i: int, start: int, count: int) -> np.ndarray | None:
     """Frames ``start .. start+count-1`` of row ``i``'s video, ``(count, H, W, 3)`` uint8 RGB (read_video
@@ -214,11 +230,8 @@ class SyncLoad:
                 torch.rand((), generator=gen)
             mel, n_samples = hit
         else:
-            wave = ctx.decode(i, gen, crop_seconds=None)
+            wave = decode_speech(ctx, i, gen)
             if wave is None:
-                return None
-            if wave.numel() <= 400:
-                ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
                 return None
             mel, n_samples = wav2lip_mel(wave), wave.numel()
             if cfg.memory_cache:
@@ -324,6 +337,6 @@ def collate_sync(examples: list[dict[str, Any]]) -> SyncBatch:
                      ids=[e["id"] for e in examples], kinds=[e["kind"] for e in examples])
 
 
-__all__ = ["AVDataConfig", "SyncDataConfig", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
+__all__ = ["AVDataConfig", "SyncDataConfig", "decode_speech", "MIN_MEL_SAMPLES", "SyncLoad", "SyncBatch", "collate_sync", "decode_video", "crop_faces", "box_pixels",
            "mouth_box", "clip_box",
            "frames_to_input", "n_windows", "KINDS"]

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avsuite.audio.wav2lip_mel import mel_start, wav2lip_mel
-from avsuite.data.av import AVDataConfig, clip_box, crop_faces, decode_video, mouth_box
+from avsuite.data.av import AVDataConfig, clip_box, crop_faces, decode_speech, decode_video, mouth_box
 from avsuite.data.batches import _Movable
 from avsuite.data.pipeline import ItemContext
 
@@ -104,11 +104,8 @@ class LipSyncLoad:
         cfg: LipSyncDataConfig = ctx.cfg             # type: ignore[assignment]
         i = int(item)
         row = ctx.row(i)
-        wave = ctx.decode(i, gen, crop_seconds=None)
+        wave = decode_speech(ctx, i, gen)
         if wave is None:
-            return None
-        if wave.numel() <= 400:
-            ctx.skip("too_short", f"{row['id']}: {wave.numel()} audio samples")
             return None
         fps = float(row.get("fps") or 25.0)
         n_frames = int(row.get("n_frames") or math.floor(wave.numel() / cfg.sample_rate * fps))

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from avsuite.data.av import MIN_MEL_SAMPLES
 from avsuite.data.lipsync import LipSyncDataConfig, face_box, to_signed
 from avsuite.data.rows import ManifestRows
 from avsuite.models.lipsync import LipSyncModel
@@ -70,7 +71,7 @@ def build_latent_cache(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataCo
         except (VideoDecodeError, AudioDecodeError, OSError):
             continue
         box = face_box(row, frames.shape[1:3], d)
-        if box is None or wave.numel() <= 400:
+        if box is None or wave.numel() < MIN_MEL_SAMPLES:
             continue
         faces = crop_faces(frames, box, (d.face_size,) * 2)
         entry = {"faces": faces, "mel": wav2lip_mel(wave), "fps": float(row.get("fps") or fps or 25.0)}

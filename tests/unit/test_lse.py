@@ -86,18 +86,8 @@ def test_clip_features_window_count_and_alignment():
         clip_features(_Probe(), np.zeros((n, 32, 32, 3), np.uint8), wave, fps)
 
 
-class _GateProbe(torch.nn.Module):
+class _GateProbe(_Probe):
     """Frame window -> [its first frame is bright, 1]; mel window -> [a tone is on in its first frame, 1]."""
-
-    def __init__(self):
-        super().__init__()
-        from avsuite.models.syncnet import syncnet_preset
-
-        self.cfg = syncnet_preset("tiny")
-        self.w = torch.nn.Parameter(torch.ones(1))
-
-    def encode_frames(self, x):
-        return torch.stack([x[:, :3].mean((1, 2, 3)), torch.ones(len(x))], 1)
 
     def encode_mel(self, m):
         # mel column int(80 v / 25) + 2 lies inside video frame v (its window: 10..30 ms into the frame)
