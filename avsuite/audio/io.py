@@ -44,6 +44,9 @@ class AudioDecodeError(RuntimeError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):                        # picklable: raised in a loader worker process
+        return type(self), (self.path, self.reason)
+
 
 def _window(total: int, n: int, pos: float | None) -> int:
     """Start of an ``n``-sample window in ``total`` samples: at ``pos`` in [0, 1) of the free span

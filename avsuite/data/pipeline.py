@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,7 +58,11 @@ class DataConfig:
     bucket_by_length: bool = False
     drop_last: bool = False
     seed: int = 0
+    #: decode threads in this process (fairseq2's map); used when num_workers is 0
     num_parallel_calls: int = 2
+    #: decode in this many worker PROCESSES instead (torch DataLoader workers: no GIL shared with the
+    #: training thread); same plan, seeds and bytes as the threads, resume stays exact
+    num_workers: int = 0
     prefetch: int = 2
     #: the first unreadable or unusable row raises instead of being skipped and counted
     strict: bool = False
@@ -80,8 +85,8 @@ class DataConfig:
             raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds}")
         if self.max_seconds is not None and self.max_seconds < self.min_seconds:
             raise ValueError(f"max_seconds {self.max_seconds} < min_seconds {self.min_seconds}")
-        if self.num_parallel_calls < 1 or self.prefetch < 0:
-            raise ValueError("num_parallel_calls must be >= 1 and prefetch >= 0")
+        if self.num_parallel_calls < 1 or self.prefetch < 0 or self.num_workers < 0:
+            raise ValueError("num_parallel_calls must be >= 1, num_workers >= 0 and prefetch >= 0")
         if self.cache_stage not in ("audio", "features"):
             raise ValueError(f"cache_stage must be 'audio' or 'features', got {self.cache_stage!r}")
         if self.cache_stage == "features":
@@ -112,6 +117,12 @@ class SkipCounter:
             if len(self.examples) < 5:
                 self.examples.append(detail)
 
+    def merge(self, counts: Counter[str], examples: list[str]) -> None:
+        """Add a worker process's counts (its examples fill the free example slots)."""
+        with self._lock:
+            self.counts.update(counts)
+            self.examples.extend(examples[:max(5 - len(self.examples), 0)])
+
     @property
     def total(self) -> int:
         return sum(self.counts.values())
@@ -127,6 +138,9 @@ class SkipRow(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.reason, str(self))
 
 
 @dataclass
@@ -257,6 +271,8 @@ class Reader:
         self.stats = SkipCounter()
         self.allowed = self._duration_filter()
         self._plan: tuple[Any, list[list[tuple[int, Item]]]] | None = None
+        self._loader: Any = None                 # the worker processes (num_workers > 0), made once
+        self._keys: list[tuple[int, list[tuple[int, int, Item]]]] = []
         from avsuite.data.cache import AudioCache
         from avsuite.data.features import FeatureCache, check_feature_stage
 
@@ -330,9 +346,12 @@ class Reader:
         if self.consumed >= len(self):          # state saved after the last batch: next epoch
             self.epoch, self.consumed = self.epoch + 1, 0
         epoch, start = self.epoch, self.consumed
-        pipe = (read_sequence(self.plan()).skip(start)
-                .map(lambda b: self._load_batch(b, epoch), num_parallel_calls=self.cfg.num_parallel_calls)
-                .prefetch(self.cfg.prefetch).and_return())
+        if self.cfg.num_workers:
+            pipe = self._worker_batches(epoch, start)
+        else:
+            pipe = (read_sequence(self.plan()).skip(start)
+                    .map(lambda b: self._load_batch(b, epoch), num_parallel_calls=self.cfg.num_parallel_calls)
+                    .prefetch(self.cfg.prefetch).and_return())
         yielded = start
         for batch in pipe:
             yielded += 1
@@ -346,6 +365,29 @@ class Reader:
         if self.stats.total:
             log.warning("epoch %d: %s", epoch, self.stats.summary())
         self.epoch, self.consumed = epoch + 1, 0
+
+    def _worker_batches(self, epoch: int, start: int) -> Iterator[Any]:
+        """This epoch's batches from ``start`` on, loaded by ``cfg.num_workers`` persistent worker
+        processes (a torch DataLoader over the plan: each index is one whole planned batch, so the
+        order, seeds and bytes are those of the threaded path); skip counts come back with each batch."""
+        from torch.utils.data import DataLoader
+
+        self._keys = [(epoch, batch) for batch in self.plan()[start:]]
+        if self._loader is None:
+            n = self.cfg.num_workers
+            self._loader = DataLoader(_PlannedBatches(self), batch_size=None, sampler=_CurrentKeys(self),
+                                      num_workers=n, persistent_workers=True, collate_fn=_as_is,
+                                      prefetch_factor=max(1, -(-max(self.cfg.prefetch, 1) // n)),
+                                      multiprocessing_context="fork")
+        for batch, counts, examples in self._loader:
+            if isinstance(batch, _Raised):
+                raise batch.exc
+            if counts:
+                self.stats.merge(counts, examples)
+            yield batch
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loader": None}   # worker processes are not copied with the Reader
 
     def __len__(self) -> int:
         """Exact number of batches of this rank this epoch (a batch whose every row fails is dropped)."""
@@ -377,3 +419,49 @@ class _Restricted:
             return self.sampler.plan(rows, epoch, global_batch)
         finally:
             inner.include = old
+
+
+class _PlannedBatches:
+    """Map-style dataset for the worker processes: key ``(epoch, planned batch)`` -> ``(collated
+    batch, skip counts, skip examples)`` (each worker counts into a fresh counter per batch)."""
+
+    def __init__(self, reader: Reader):
+        self.reader = reader
+
+    def __getitem__(self, key: tuple[int, list[tuple[int, int, Item]]]) -> tuple[Any, Counter[str], list[str]]:
+        epoch, batch = key
+        self.reader.stats = SkipCounter()
+        try:
+            out = self.reader._load_batch(batch, epoch)
+        except Exception as exc:                 # re-raised as itself in the main process (strict mode)
+            return _Raised(exc), None, []
+        return out, self.reader.stats.counts, self.reader.stats.examples
+
+
+class _Raised:
+    """An exception from a worker, carried to the main process to be raised there as itself (torch
+    would re-wrap it with the worker's traceback as its message)."""
+
+    def __init__(self, exc: Exception):
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        self.exc = exc
+
+
+class _CurrentKeys:
+    """The sampler of the persistent DataLoader: the keys the Reader set for the current epoch."""
+
+    def __init__(self, reader: Reader):
+        self.reader = reader
+
+    def __iter__(self) -> Iterator[tuple[int, list[tuple[int, int, Item]]]]:
+        return iter(self.reader._keys)
+
+    def __len__(self) -> int:
+        return len(self.reader._keys)
+
+
+def _as_is(batch: Any) -> Any:
+    return batch

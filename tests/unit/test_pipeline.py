@@ -206,3 +206,38 @@ def test_parallel_loading_yields_exactly_the_serial_batches(rows, kw):
                               train=True, epoch=1))
     assert [i for i, _ in serial] == [i for i, _ in parallel] and len(serial) == 8
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(serial, parallel))
+
+
+def test_worker_processes_yield_the_thread_batches_over_epochs_and_resume(rows):
+    """num_workers > 0 (decode in persistent worker processes): the same batches, order and crop bytes
+    as the threads, in every epoch; a mid-epoch state resumes exactly in a fresh worker Reader."""
+    threads = Reader(rows, cfg(), collate=collate_audio_text, train=True)
+    ref = [batches(threads), batches(threads)]                        # epochs 0 and 1
+    procs = Reader(rows, cfg(num_workers=2), collate=collate_audio_text, train=True)
+    got = [batches(procs), batches(procs)]                            # the same two worker processes
+    for r, g in zip(ref, got):
+        assert [i for i, _ in r] == [i for i, _ in g] and len(r) == 8
+        assert all(torch.equal(a, b) for (_, a), (_, b) in zip(r, g))
+    it = iter(procs)                                                  # epoch 2, stopped after 3 batches
+    head = [next(it) for _ in range(3)]
+    q = Reader(rows, cfg(num_workers=1, prefetch=0), collate=collate_audio_text, train=True)
+    q.load_state_dict(procs.state_dict())
+    rest = batches(q)
+    full = batches(Reader(rows, cfg(), collate=collate_audio_text, train=True, epoch=2))
+    assert [b.ids for b in head] + [i for i, _ in rest] == [i for i, _ in full]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, full[3:]))
+
+
+def test_worker_processes_count_skips_and_raise_strict_errors_as_themselves(rows, tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all" * 10)
+    bad = rows[:6] + [{"id": "missing", "audio": str(tmp_path / "nope.wav")},
+                      {"id": "junk", "audio": str(tmp_path / "junk.wav")}]
+    p = Reader(bad, cfg(num_workers=2), collate=collate_audio_text, train=False)
+    assert sum([b.ids for b in p], []) == [r["id"] for r in rows[:6]]
+    assert p.stats.counts == {"unreadable": 2} and len(p.stats.examples) == 2
+    strict = Reader(bad, cfg(strict=True, num_workers=2), collate=collate_audio_text, train=False)
+    with pytest.raises(AudioDecodeError, match="nope.wav") as err:
+        list(strict)
+    assert "Traceback" not in str(err.value)
+    with pytest.raises(ValueError, match="num_workers"):
+        cfg(num_workers=-1)

@@ -71,10 +71,10 @@ def wait_frac(starts: list[float], ends: list[float], warm: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------- ours
-def config(manifest: Path, steps: int, out_threads: int):
+def config(manifest: Path, steps: int, out_threads: int, extra: list[str] = ()):
     from avsuite.recipes import clap
 
-    return clap.load(ROOT / "configs/clap/tiny.yaml", [
+    return clap.load(ROOT / "configs/clap/tiny.yaml", [*extra,
         f"data.manifest={manifest}", f"trainer.max_steps={steps}", "trainer.progress_bar=false",
         "trainer.checkpoint_every_n_steps=100000", "max_minutes=null", "trainer.precision=32-true"])
 
@@ -229,16 +229,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per side per round")
     ap.add_argument("--warm", type=int, default=None, help="untimed first steps per side per round")
     ap.add_argument("--manifest", type=Path, default=None)
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides for ours, e.g. data.num_workers=0")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rounds = a.rounds or (1 if a.quick else 3)
     steps = a.steps or (3 if a.quick else 15)
     a.warm = a.warm or (1 if a.quick else 2)
     total = a.warm + steps
-    cfg = config(ensure_manifest(a.manifest), total, a.threads)
+    cfg = config(ensure_manifest(a.manifest), total, a.threads, a.set)
     load0 = os.getloadavg()[0]
     log("building the plain loop")
-    plain = PlainLoop(cfg, cfg.data.num_parallel_calls)
+    workers = cfg.data.num_workers or cfg.data.num_parallel_calls
+    plain = PlainLoop(cfg, workers)
     batch = first_batch(cfg)
     ours_s, plain_s, cached_s, ours_w, plain_w = [], [], [], [], []
     for r in range(rounds):
@@ -256,7 +258,8 @@ def main() -> None:
            "ours_cached_batch_samples_per_s": 1 / c, "data_starvation": c / o,
            "ours_data_wait_frac": statistics.median(ours_w), "plain_data_wait_frac": statistics.median(plain_w),
            "ours_rounds": [round(1 / x, 2) for x in ours_s], "plain_rounds": [round(1 / x, 2) for x in plain_s],
-           "batch": cfg.data.batch_size, "crop_seconds": cfg.data.crop_seconds, "workers": cfg.data.num_parallel_calls,
+           "batch": cfg.data.batch_size, "crop_seconds": cfg.data.crop_seconds, "workers": workers,
+           "ours_decode": "processes" if cfg.data.num_workers else "threads", "overrides": a.set,
            "steps": steps, "rounds": rounds, "threads": a.threads,
            "load_avg": round((load0 + os.getloadavg()[0]) / 2, 2), "manifest": str(cfg.data.manifest)}
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}))
