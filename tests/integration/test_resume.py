@@ -46,8 +46,8 @@ def rows(tmp_path_factory):
     return out
 
 
-def fit(rows, out, max_steps, resume):
-    dcfg = DataConfig(sample_rate=8000, batch_size=4, crop_seconds=0.5, seed=5)
+def fit(rows, out, max_steps, resume, num_workers=0):
+    dcfg = DataConfig(sample_rate=8000, batch_size=4, crop_seconds=0.5, seed=5, num_workers=num_workers)
     tcfg = TrainerConfig(max_steps=max_steps, accelerator="cpu", checkpoint_every_n_steps=1, progress_bar=False,
                          log_every_n_steps=1)
     model = Tiny()
@@ -57,12 +57,12 @@ def fit(rows, out, max_steps, resume):
     return model
 
 
-@pytest.mark.parametrize("stop", [3, 5, 6])   # mid-epoch (5 full batches + 1 partial per epoch) and at the boundary
-def test_resume_equals_uninterrupted(rows, tmp_path, stop):
-    full = fit(rows, tmp_path / "full", 9, resume=False)
-    first = fit(rows, tmp_path / "part", stop, resume=False)
+@pytest.mark.parametrize("stop,workers", [(3, 0), (5, 0), (6, 0), (5, 2)])   # mid-epoch (5 full batches + 1
+def test_resume_equals_uninterrupted(rows, tmp_path, stop, workers):          # partial per epoch), the boundary;
+    full = fit(rows, tmp_path / "full", 9, resume=False)                        # workers: interrupted run decodes
+    first = fit(rows, tmp_path / "part", stop, resume=False, num_workers=workers)  # in worker processes
     assert (tmp_path / "part" / "last.ckpt").is_file()
-    second = fit(rows, tmp_path / "part", 9, resume=True)
+    second = fit(rows, tmp_path / "part", 9, resume=True, num_workers=workers)
     assert first.seen + second.seen == full.seen
     assert first.sums + second.sums == full.sums
     for a, b in zip(second.state_dict().values(), full.state_dict().values()):
