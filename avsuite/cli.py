@@ -54,6 +54,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     extra = {k: v for k, v in (("syncnet", a.syncnet and Path(a.syncnet)), ("clips", a.clips), ("steps", a.steps))
              if v}                                   # lipsync's LSE table only
+    if a.overrides:                                  # ctc_ot: decode.<key>=value
+        extra["overrides"] = a.overrides
     metrics = get_recipe(a.recipe).evaluate(Path(a.model), Path(a.data), Path(a.out), **extra)
     _print_metrics(metrics, Path(a.out) / "metrics.json")
     return 0
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--syncnet", help="lipsync: an evaluator SyncNet model dir -> the LSE table (OUT/table.md)")
     sp.add_argument("--clips", type=_positive_int, help="lipsync --syncnet: score the first N held-out clips")
     sp.add_argument("--steps", type=_positive_int, help="lipsync --syncnet: DDIM steps (default: the model's)")
+    sp.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="ctc_ot: decoding overrides, e.g. decode.method=beam_lm decode.lm_weight=0.8")
 
     sp = add("zeroshot", cmd_zeroshot, "zero-shot classify audio files against text labels")
     sp.add_argument("--model", required=True)

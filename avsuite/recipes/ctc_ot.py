@@ -38,6 +38,7 @@ from avsuite.data.pipeline import Reader, check_sample_rate
 from avsuite.data.rows import ManifestRows
 from avsuite.data.sampling import ShuffledBatches
 from avsuite.eval.asr import decode
+from avsuite.eval.ctc_lm import LM_TEXT, CharNgramLM, read_lm_text
 from avsuite.eval.speech_metrics import all_metrics
 from avsuite.losses.ctc import ctc_ot_loss
 from avsuite.models.seq2seq import average_state_dicts, build_model, model_config
@@ -91,10 +92,17 @@ class LossConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DecodeConfig:
-    method: Literal["greedy", "beam"] = "beam"
+    #: pre-trained (CTC) models: greedy, or ``beam_lm`` = CTC prefix beam search (``beam`` prefixes) with a
+    #: character n-gram LM of the training split's transcripts (the model dir's ``lm_text.txt``);
+    #: fine-tuned (seq2seq) models: greedy or beam
+    method: Literal["greedy", "beam", "beam_lm"] = "beam"
     beam: int = 5
     max_len: int = 200
     len_penalty: float = 1.0
+    #: beam_lm: LM order (characters), weight of log P_lm, bonus per emitted character
+    lm_order: int = 6
+    lm_weight: float = 0.5
+    lm_bonus: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,10 +291,12 @@ def train(cfg: Config, out: Path, *, resume: bool = False) -> dict[str, float]:
     if cfg.task.average_last > 1 and len(module.snapshots) > 1:
         model.load_state_dict(average_state_dicts(list(module.snapshots)))
     export_model(out, _model_state(model), mcfg)
+    if cfg.task.stage == "pretrain":
+        write_lm_text(out / "model", rows, train_idx)
     trows, test_idx = split_rows(cfg.data.test_manifest or cfg.data.manifest, "test",
                                  own_file=cfg.data.test_manifest is not None)
     if test_idx:
-        test = _score(model, cfg, trows, test_idx)
+        test = _score(model, cfg, trows, test_idx, lm=_ctc_lm(cfg, out / "model"))
         metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics.update({k: test[k] for k in ("wer", "cer", "bleu", "chrf")})
     write_metrics(out, metrics)
@@ -303,9 +313,33 @@ def _train_metrics(trainer: L.Trainer, train: tuple, valid: tuple, cfg: Config) 
     return metrics
 
 
-def _score(model: torch.nn.Module, cfg: Config, rows: ManifestRows, include: list[int]) -> dict[str, float]:
-    """Decode rows ``include`` and compute WER/CER/BLEU/chrF against the stage's references, the
-    losses and skip counts; ``model.last_outputs`` = ``[(id, hyp, ref)]``."""
+def write_lm_text(model_dir: Path, rows: ManifestRows, include: list[int]) -> None:
+    """``model_dir/lm_text.txt``: the distinct normalised transcripts of the training rows (the text
+    ``decode.method=beam_lm`` trains its character LM on)."""
+    texts = set()
+    for i in include:
+        try:
+            texts.add(row_targets(rows[i], "pretrain", "")[0])
+        except BadRow:
+            continue
+    (Path(model_dir) / LM_TEXT).write_text("".join(t + "\n" for t in sorted(texts)), encoding="utf-8")
+
+
+def _ctc_lm(cfg: Config, model_dir: Path) -> CharNgramLM | None:
+    """The character LM of ``decode.method=beam_lm`` (None for other methods)."""
+    if cfg.decode.method != "beam_lm":
+        return None
+    path = Path(model_dir) / LM_TEXT
+    if not path.is_file():
+        raise ValueError(f"decode.method=beam_lm: {path} is missing (pre-training writes it; "
+                         "fine-tuned models decode with greedy or beam)")
+    return CharNgramLM(read_lm_text(path), order=cfg.decode.lm_order)
+
+
+def _score(model: torch.nn.Module, cfg: Config, rows: ManifestRows, include: list[int],
+           lm: CharNgramLM | None = None) -> dict[str, float]:
+    """Decode rows ``include`` (``lm``: the character LM of ``beam_lm``) and compute WER/CER/BLEU/chrF
+    against the stage's references, the losses and skip counts; ``model.last_outputs`` = ``[(id, hyp, ref)]``."""
     tgt_tok = getattr(model, "target_tokenizer", model.tokenizer)
     loader = speech_loader(cfg, model.tokenizer, tgt_tok, check_ctc=False)
     sampler = ShuffledBatches(shuffle=False, bucket_by_length=cfg.data.bucket_by_length, include=include)
@@ -314,7 +348,7 @@ def _score(model: torch.nn.Module, cfg: Config, rows: ManifestRows, include: lis
     outputs, sums = [], Counter()
     for batch in reader:
         ids, hyps, refs = decode(model, [batch], method=d.method, beam=d.beam, max_len=d.max_len,
-                                 len_penalty=d.len_penalty)
+                                 len_penalty=d.len_penalty, lm=lm, lm_weight=d.lm_weight, lm_bonus=d.lm_bonus)
         outputs += zip(ids, hyps, refs)
         with torch.no_grad():
             for k, v in module.losses(batch, train=False).items():
@@ -330,8 +364,9 @@ def _score(model: torch.nn.Module, cfg: Config, rows: ManifestRows, include: lis
     return metrics
 
 
-def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
-    """Decode a manifest (its ``test`` rows when it has any) with a ``ctc_ot`` model dir -> ``metrics.json``."""
+def evaluate(model_dir: Path, data: Path, out: Path, overrides: list[str] = ()) -> dict[str, float]:
+    """Decode a manifest (its ``test`` rows when it has any) with a ``ctc_ot`` model dir -> ``metrics.json``.
+    ``overrides``: ``decode.<key>=value`` (e.g. ``decode.method=beam_lm``) over the model's own decode settings."""
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
@@ -342,9 +377,9 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
     cfg = Config(frontend=FrontendConfig(**mconf["frontend"]), loss=LossConfig(**mconf.get("loss", {})),
                  task=TaskConfig(stage=stage, target_lang=mconf.get("target_lang") or "fr", on_oov="unk"),
                  model=ModelConfig(max_frames=mconf["arch"]["max_frames"]),
-                 decode=DecodeConfig(**mconf.get("decode", {})))
+                 decode=_decode_config(mconf.get("decode", {}), overrides))
     rows, test_idx = split_rows(data, "test")
-    metrics = _score(model, cfg, rows, test_idx or list(range(len(rows))))
+    metrics = _score(model, cfg, rows, test_idx or list(range(len(rows))), lm=_ctc_lm(cfg, model_dir))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "hypotheses.jsonl").open("w", encoding="utf-8") as fh:
@@ -352,3 +387,13 @@ def evaluate(model_dir: Path, data: Path, out: Path) -> dict[str, float]:
             fh.write(json.dumps({"id": rid, "hyp": hyp, "ref": ref}, ensure_ascii=False) + "\n")
     write_metrics(out, metrics)
     return metrics
+
+
+def _decode_config(saved: dict[str, Any], overrides: list[str]) -> DecodeConfig:
+    """A model dir's decode settings with ``decode.<key>=value`` overrides (strict keys and types)."""
+    from avsuite.config import apply_overrides, from_dict
+
+    bad = [o for o in overrides if not o.startswith("decode.")]
+    if bad:
+        raise ValueError(f"eval ctc_ot takes decode.<key>=value overrides only, got {bad}")
+    return from_dict(DecodeConfig, apply_overrides({"decode": dict(saved)}, list(overrides))["decode"], prefix="decode")

@@ -83,6 +83,21 @@ def test_pretrain_finetune_eval_end_to_end(corpus, tmp_path):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["bleu"] == pytest.approx(ev["bleu"])
     assert len((tmp_path / "ev" / "hypotheses.jsonl").read_text().splitlines()) == 3
 
+    # beam_lm: the pre-trained model dir holds the distinct training transcripts its character LM learns from
+    from avsuite.data.text import normalize_transcript
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    train_texts = {normalize_transcript(r["text"]) for r in rows if r["split"] == "train"} - {""}
+    assert (tmp_path / "pre" / "model" / "lm_text.txt").read_text().splitlines() == sorted(train_texts)
+    lm_ev = ctc_ot.evaluate(tmp_path / "pre" / "model", corpus, tmp_path / "ev_lm",
+                            ["decode.method=beam_lm", "decode.beam=3", "decode.lm_order=3"])
+    assert _finite(lm_ev) and lm_ev["n_eval"] == 3
+    with pytest.raises(ValueError, match="beam_lm"):          # a fine-tuned model has no CTC LM
+        ctc_ot.evaluate(tmp_path / "st" / "model", corpus, tmp_path / "ev_bad", ["decode.method=beam_lm"])
+    with pytest.raises(ValueError, match="decode"):
+        ctc_ot.evaluate(tmp_path / "pre" / "model", corpus, tmp_path / "ev_bad", ["optim.lr=1"])
+    with pytest.raises(ValueError, match="lm_wieght"):
+        ctc_ot.evaluate(tmp_path / "pre" / "model", corpus, tmp_path / "ev_bad", ["decode.lm_wieght=1"])
+
 
 def test_resume_continues_from_last_ckpt(corpus, tmp_path):
     ctc_ot.train(_cfg(corpus, "trainer.max_steps=2"), tmp_path / "r")
