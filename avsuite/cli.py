@@ -52,8 +52,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_eval(a: argparse.Namespace) -> int:
     from avsuite.recipes import get_recipe
 
-    extra = {k: v for k, v in (("syncnet", a.syncnet and Path(a.syncnet)), ("clips", a.clips), ("steps", a.steps))
-             if v}                                   # lipsync's LSE table only
+    extra = {k: v for k, v in (("syncnet", a.syncnet and Path(a.syncnet)), ("clips", a.clips), ("steps", a.steps),
+                               ("split", a.split), ("ceiling", a.ceiling)) if v}   # lipsync only
     if a.overrides:                                  # ctc_ot: decode.<key>=value
         extra["overrides"] = a.overrides
     metrics = get_recipe(a.recipe).evaluate(Path(a.model), Path(a.data), Path(a.out), **extra)
@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=_positive_int, help="lipsync --syncnet: DDIM steps (default: the model's)")
     sp.add_argument("overrides", nargs="*", metavar="key=value",
                     help="ctc_ot: decoding overrides, e.g. decode.method=beam_lm decode.lm_weight=0.8")
+    sp.add_argument("--split", choices=("train", "valid", "test"),
+                    help="lipsync: score these rows (default: test, else valid); choose settings on valid")
+    sp.add_argument("--ceiling", action="store_true",
+                    help="lipsync --syncnet: only the rows without the UNet (gt / VAE ceiling / mismatched)")
 
     sp = add("zeroshot", cmd_zeroshot, "zero-shot classify audio files against text labels")
     sp.add_argument("--model", required=True)

@@ -99,10 +99,19 @@ def lipsync_loss(eps_pred: Tensor, eps: Tensor, *, pred: Tensor | None = None, t
 
 
 def vae_loss(recon: Tensor, x: Tensor, mean: Tensor, logvar: Tensor, *, kl_weight: float = 1e-6,
-             w_ssim: float = 0.1) -> dict[str, Tensor]:
+             w_ssim: float = 0.1, weight: Tensor | None = None) -> dict[str, Tensor]:
     """AutoencoderKL training: L1 + ``w_ssim (1 - SSIM)`` + ``kl_weight`` KL(q || N(0, I))
-    (summed over latent elements, mean over items) -> ``{"loss", "l1", "ssim", "kl"}``."""
-    l1 = (recon.float() - x.float()).abs().mean()
+    (summed over latent elements, mean over items) -> ``{"loss", "l1", "ssim", "kl"}``.
+    ``weight`` (broadcastable to ``recon``, >= 0, e.g. ``(1, 1, H, W)`` heavier on the mouth): the L1
+    is ``sum(w |recon - x|) / sum(w)`` (equal to the plain mean for a constant weight)."""
+    err = (recon.float() - x.float()).abs()
+    if weight is None:
+        l1 = err.mean()
+    else:
+        if weight.min() < 0 or not weight.sum() > 0:
+            raise ValueError("vae_loss weight must be >= 0 with a positive sum")
+        w = weight.float().expand_as(err)
+        l1 = (err * w).sum() / w.sum()
     sim = ssim(recon.float(), x.float())
     kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1 - logvar.float()).flatten(1).sum(1).mean()
     total = l1 + w_ssim * (1 - sim) + kl_weight * kl

@@ -19,7 +19,8 @@ mel columns each -> linear -> + position -> MLP -> LayerNorm). (LatentSync's Whi
 50 x 384 per frame, are not wired here: the interface is ``tokens(mel_windows)``.)
 
 Presets: ``tiny`` (CPU: 64 px, /4 VAE -> 16 x 16 latents, UNet (32, 64, 128)), ``mouth32`` (CPU: a
-32 px crop around the mouth, 8 x 8 latents, the same UNet, 8-frame windows; 2.5x cheaper per frame) and
+32 px crop around the mouth, 8 x 8 latents, the same UNet, 8-frame windows; 2.5x cheaper per frame),
+``mouth32_l16`` (``mouth32`` with a /2 VAE: 16 x 16 latents) and
 ``latentsync_256`` (GPU: 256 px, SD-1.5 widths, /8 VAE -> 32 x 32 latents, tokens of 384).
 """
 
@@ -89,7 +90,7 @@ def _unet(block_out: tuple[int, ...], layers: int, dim: int, heads: int, groups:
 
 
 def lipsync_preset(name: str, **overrides: Any) -> LipSyncConfig:
-    """``tiny`` | ``mouth32`` | ``micro`` | ``latentsync_256`` (see the module docstring); ``overrides`` replace fields."""
+    """``tiny`` | ``mouth32`` | ``mouth32_l16`` | ``micro`` | ``latentsync_256`` (see the module docstring); ``overrides`` replace fields."""
     presets = {
         "tiny": dict(face_size=64, n_frames=16, mel_steps=16, n_tokens=4, token_dim=64,
                      vae=_vae((32, 64, 64), 1, 16, 64), unet=_unet((32, 64, 128), 1, 64, 8, 16, 16)),
@@ -97,6 +98,14 @@ def lipsync_preset(name: str, **overrides: Any) -> LipSyncConfig:
         # tiny's UNet, 8-frame windows (frames are independent in a 2-D UNet: fewer per window = more clips)
         "mouth32": dict(face_size=32, n_frames=8, mel_steps=16, n_tokens=4, token_dim=64,
                         vae=_vae((16, 32, 32), 1, 8, 32), unet=_unet((32, 64, 128), 1, 64, 8, 16, 8)),
+        # mouth32 with a /2 VAE -> 16 x 16 x 4 latents (the /4 one blurred the mouth below what a
+        # SyncNet reads: README lip-sync table, VAE-ceiling row); the UNet has no attention at 16 x 16
+        # (cross-attention on the audio at 8 x 8 and 4 x 4: 1.6x cheaper per step on CPU)
+        "mouth32_l16": dict(face_size=32, n_frames=8, mel_steps=16, n_tokens=4, token_dim=64,
+                            vae=_vae((32, 64), 1, 16, 32),
+                            unet={**_unet((32, 64, 128), 1, 64, 8, 16, 16),
+                                  "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                                  "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")}),
         # tests / smoke runs: the same code at a quarter of tiny's widths
         "micro": dict(face_size=64, n_frames=16, mel_steps=16, n_tokens=4, token_dim=32,
                       vae=_vae((16, 32, 32), 1, 8, 64), unet=_unet((16, 32, 32), 1, 32, 8, 8, 16)),

@@ -54,7 +54,7 @@ from avsuite.video.io import ffmpeg_logs_without_the_gil
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSection:
-    preset: Literal["tiny", "mouth32", "micro", "latentsync_256"] = "tiny"
+    preset: Literal["tiny", "mouth32", "mouth32_l16", "micro", "latentsync_256"] = "tiny"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,11 +66,14 @@ class LossSection:
     sync_max_t: int = 500
     audio_dropout: float = 0.1
     kl_weight: float = 1e-6
+    #: vae stage: L1 weight of the regenerated (mask = 0) pixels relative to the kept ones
+    vae_mouth_weight: float = 1.0
     #: the decoded-x0 losses (pixel, SSIM, SyncNet) only every k-th step (they cost a VAE decode)
     pixel_every: int = 1
 
     def __post_init__(self) -> None:
-        if min(self.w_pixel, self.w_ssim, self.w_sync, self.kl_weight) < 0 or not 0 <= self.audio_dropout < 1:
+        weights = (self.w_pixel, self.w_ssim, self.w_sync, self.kl_weight, self.vae_mouth_weight)
+        if min(weights) < 0 or not 0 <= self.audio_dropout < 1:
             raise ValueError("loss weights must be >= 0 and audio_dropout in [0, 1)")
         if self.pixel_every < 1:
             raise ValueError(f"loss.pixel_every must be >= 1, got {self.pixel_every}")
@@ -174,7 +177,9 @@ class LipSyncModule(L.LightningModule):
         x = _flat(batch.frames)
         dist = self.model.vae.encode(x).latent_dist
         recon = self.model.vae.decode(dist.sample()).sample
-        return vae_loss(recon, x, dist.mean, dist.logvar, kl_weight=self.cfg.loss.kl_weight)
+        lc = self.cfg.loss
+        weight = None if lc.vae_mouth_weight == 1.0 else 1 + (lc.vae_mouth_weight - 1) * (1 - self.model.mask)
+        return vae_loss(recon, x, dist.mean, dist.logvar, kl_weight=lc.kl_weight, weight=weight)
 
     def _unet_step(self, batch: LipSyncBatch | LatentBatch) -> dict[str, Tensor]:
         m, lc = self.model, self.cfg.loss
@@ -254,17 +259,37 @@ def measure_scaling(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataConfi
     return float(1.0 / torch.cat(zs).std().clamp_min(1e-6))
 
 
+def crop_mismatch(syncnet_conf: dict[str, Any], d: LipSyncDataConfig) -> str | None:
+    """Why a SyncNet trained with model-dir config ``syncnet_conf`` (its ``mouth_crop`` / ``crop_box``)
+    would see another crop than the generator's step does (``d.mouth_crop`` / ``d.crop_box``), or None."""
+    theirs = syncnet_conf.get("mouth_crop")
+    if (theirs is None) != (d.mouth_crop is None):
+        return (f"the SyncNet was trained on {'mouth' if theirs else 'face'} crops, the generator uses "
+                f"{'mouth' if d.mouth_crop else 'face'} crops")
+    if theirs is not None:
+        same, what = np.allclose(theirs, d.mouth_crop), f"mouth_crop {list(theirs)} vs data.mouth_crop {list(d.mouth_crop)}"
+    else:
+        box = syncnet_conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))
+        same, what = np.allclose(box, d.crop_box), f"crop_box {list(box)} vs data.crop_box {list(d.crop_box)}"
+    return None if same else f"the SyncNet's {what}"
+
+
 def load_syncnet(path: str | None, d: LipSyncDataConfig) -> torch.nn.Module | None:
-    """A frozen SyncNet model dir whose windows fit the data's (``sync_frames``, ``sync_mel_steps``, face size)."""
+    """A frozen SyncNet model dir whose windows fit the data's (``sync_frames``, ``sync_mel_steps``, face
+    size) and whose training crop is the generator's (:func:`crop_mismatch`)."""
     if not path:
         return None
+    from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
     net = load_model(path, kind="syncnet")
     want = {"sync_frames": net.cfg.n_frames, "sync_mel_steps": net.cfg.mel_steps, "face_size": net.cfg.face_size}
     bad = [f"data.{k}={getattr(d, k)} (the SyncNet needs {v})" for k, v in want.items() if getattr(d, k) != v]
-    if bad or net.cfg.face_width != d.face_size:
-        raise ValueError(f"{path}: the SyncNet does not fit the lip-sync data: {', '.join(bad) or 'face width'}")
+    if net.cfg.face_width != d.face_size:
+        bad.append("face width")
+    crop = crop_mismatch(read_model_config(path), d)
+    if bad or crop:
+        raise ValueError(f"{path}: the SyncNet does not fit the lip-sync data: {', '.join(bad + [crop] if crop else bad)}")
     return net
 
 
@@ -389,10 +414,11 @@ def evaluate_model(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataConfig
 
 
 def evaluate(model_dir: Path, data: Path, out: Path, *, syncnet: Path | None = None, clips: int | None = None,
-             steps: int | None = None) -> dict[str, float]:
-    """Score a lip-sync model dir on an AV manifest (its ``test`` rows, else ``valid``, else all).
-    With ``syncnet`` (an evaluator SyncNet model dir): the LSE table of :mod:`avsuite.eval.lipsync`
-    (``OUT/metrics.json`` + ``OUT/table.md``)."""
+             steps: int | None = None, split: str | None = None, ceiling: bool = False) -> dict[str, float]:
+    """Score a lip-sync model dir on an AV manifest (its ``split`` rows; default: ``test``, else
+    ``valid``, else all). With ``syncnet`` (an evaluator SyncNet model dir): the LSE table of
+    :mod:`avsuite.eval.lipsync` (``OUT/metrics.json`` + ``OUT/table.md``; ``ceiling``: only its rows
+    that need no UNet)."""
     from avsuite.checkpoint import read_model_config
     from avsuite.models.registry import load_model
 
@@ -400,7 +426,10 @@ def evaluate(model_dir: Path, data: Path, out: Path, *, syncnet: Path | None = N
     if syncnet is not None:
         from avsuite.eval.lipsync import run_lse_table
 
-        return run_lse_table(Path(model_dir), Path(data), Path(syncnet), Path(out), clips=clips, steps=steps)
+        return run_lse_table(Path(model_dir), Path(data), Path(syncnet), Path(out), clips=clips, steps=steps,
+                             split=split, ceiling=ceiling)
+    if ceiling:
+        raise ValueError("--ceiling needs --syncnet (an evaluator SyncNet: it selects rows of the LSE table)")
     model = load_model(model_dir, kind="lipsync")
     conf = read_model_config(model_dir)
     m = model.cfg
@@ -409,11 +438,17 @@ def evaluate(model_dir: Path, data: Path, out: Path, *, syncnet: Path | None = N
                           crop_box=tuple(conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))),
                           mouth_crop=tuple(mouth) if mouth else None)
     rows = ManifestRows.from_path(data)
-    held = heldout(rows) or rows
+    if split is not None:
+        idx = _split(rows, (split,))
+        if not idx:
+            raise ValueError(f"{data}: no row with split {split!r}")
+        held = rows.select(idx)
+    else:
+        held = heldout(rows) or rows
     metrics = evaluate_model(model, held, d, EvalSection(), stage=str(conf.get("stage", "unet")))
     write_metrics(Path(out), metrics)
     return metrics
 
 
 __all__ = ["Config", "ModelSection", "LossSection", "EvalSection", "LipSyncModule", "train", "evaluate",
-           "evaluate_model", "measure_scaling", "sync_windows", "load"]
+           "evaluate_model", "measure_scaling", "sync_windows", "load", "crop_mismatch", "load_syncnet"]

@@ -49,3 +49,16 @@ def test_tiny_av_trains_on_caches_and_eval_writes_the_lse_table(tmp_path, capsys
     table = (out / "table.md").read_text()
     assert "| ground truth" in table and "| generated with that other audio" in table and "--syncnet" in table
     assert "lse_d_dub" in capsys.readouterr().out
+
+    # the VAE-ceiling rows alone (no UNet: the vae stage's model dir is enough), on a chosen split
+    ceil = tmp_path / "ceiling"
+    assert main(["eval", "lipsync", "--model", str(tmp_path / "vae" / "model"), "--data", str(man), "--syncnet",
+                 str(tmp_path / "sn" / "model"), "--split", "valid", "--ceiling", "--out", str(ceil)]) == 0
+    c = json.loads((ceil / "metrics.json").read_text())
+    assert c["clips"] == 2 and c["lse_c_gt"] == got["lse_c_gt"] and c["lse_c_mismatch"] == got["lse_c_mismatch"]
+    assert "lse_c_vae" in c and "lse_c_dub" not in c and "mouth_l1" not in c
+    assert "--split valid --ceiling" in (ceil / "table.md").read_text()
+    capsys.readouterr()
+    assert main(["eval", "lipsync", "--model", str(tmp_path / "vae" / "model"), "--data", str(man), "--ceiling",
+                 "--out", str(ceil)]) == 2
+    assert "--ceiling needs --syncnet" in capsys.readouterr().err
