@@ -9,6 +9,9 @@ carry no ``"wave"``).
   ("X with Y").
 - :func:`overlay` — X and Y at once, Y at ``snr_db`` below X: "X with Y" / "X and Y at the same
   time" / "X while Y" (either order); hard negatives are the sequential captions.
+- :func:`attribute_concat` — X at ``+gain_db``, a gap, Y at ``-gain_db`` (relative to the common
+  loudness; a negative gain makes X the quiet one): "a loud X followed by a quiet Y"; hard negatives
+  are the attribute swap ("a quiet X followed by a loud Y"), then the order swaps.
 
 Each input is loudness-normalised (RMS to ``TARGET_DBFS``) before mixing, and the result is
 scaled down (never clipped) when its peak exceeds ``PEAK``. Every caption template lives in this
@@ -39,8 +42,10 @@ CONCAT_TEMPLATES = ("{x} followed by {y}", "{x} then {y}", "{x} before {y}", "{y
 OVERLAY_TEMPLATES = ("{x} with {y}", "{x} and {y} at the same time", "{x} while {y}")
 ATTRIBUTE_TEMPLATES = ("a loud {x} followed by a quiet {y}", "a quiet {x} followed by a loud {y}")
 ATTRIBUTE_GAIN_DB = 9.0
+#: training draws the attribute gain uniformly in this range (dB each way; the benchmark uses 9)
+ATTRIBUTE_TRAIN_GAIN_DB = (6.0, 12.0)
 
-Kind = Literal["concat", "overlay", "single"]
+Kind = Literal["concat", "overlay", "attribute", "single"]
 Stage = Literal["compa", "teminal_a", "teminal_b"]
 
 
@@ -83,6 +88,21 @@ def concat(a: Tensor, b: Tensor, sr: int, gap_s: float = 0.25) -> Tensor:
         raise ValueError(f"gap_s must be >= 0 and sr > 0, got gap_s={gap_s}, sr={sr}")
     gap = torch.zeros(int(round(gap_s * sr)), dtype=torch.float32)
     return peak_limit(torch.cat([a, gap, b]))[0]
+
+
+def attribute_concat(a: Tensor, b: Tensor, sr: int, gap_s: float = 0.25, gain_db: float = ATTRIBUTE_GAIN_DB
+                     ) -> Tensor:
+    """``a (Ta,)`` then ``b (Tb,)`` as in :func:`concat`, but ``a`` at ``+gain_db`` and ``b`` at ``-gain_db``
+    around the common loudness (``gain_db > 0``: loud a, quiet b; ``< 0``: quiet a, loud b), then
+    peak-limited (one gain for both, so their level difference stays ``2 * |gain_db|`` dB)."""
+    a, b = loudness_normalize(_wave(a, "a")), loudness_normalize(_wave(b, "b"))
+    if gap_s < 0 or sr <= 0:
+        raise ValueError(f"gap_s must be >= 0 and sr > 0, got gap_s={gap_s}, sr={sr}")
+    if not math.isfinite(gain_db):
+        raise ValueError(f"gain_db must be finite, got {gain_db}")
+    g = 10 ** (gain_db / 20)
+    gap = torch.zeros(int(round(gap_s * sr)), dtype=torch.float32)
+    return peak_limit(torch.cat([a * g, gap, b / g]))[0]
 
 
 def overlay(
@@ -132,14 +152,26 @@ def overlay_captions(x: str, y: str) -> tuple[list[str], list[str]]:
     return pos, _dedupe(_fill(CONCAT_TEMPLATES, x, y) + _fill(CONCAT_TEMPLATES, y, x))
 
 
+def attribute_captions(x: str, y: str, loud_first: bool = True) -> tuple[list[str], list[str]]:
+    """Positives of "a loud x followed by a quiet y" (``loud_first``; else "a quiet x ... a loud y")
+    in every sequential template, and its hard negatives: the attribute swap (same order, loud and
+    quiet exchanged: what the CompA-attribute benchmark asks), then the order swaps."""
+    hi, lo = ("loud", "quiet") if loud_first else ("quiet", "loud")
+    pos = _fill(CONCAT_TEMPLATES, f"a {hi} {x}", f"a {lo} {y}")
+    neg = (_fill(CONCAT_TEMPLATES, f"a {lo} {x}", f"a {hi} {y}") + _fill(CONCAT_TEMPLATES, f"a {lo} {y}", f"a {hi} {x}")
+           + _fill(CONCAT_TEMPLATES, f"a {hi} {y}", f"a {lo} {x}"))
+    return pos, _dedupe(neg)
+
+
 def _dedupe(caps: list[str]) -> list[str]:
     return list(dict.fromkeys(caps))
 
 
 def stage_captions(
-    kind: Kind, x: str, y: str | None, stage: Stage, other: str | None = None
+    kind: Kind, x: str, y: str | None, stage: Stage, other: str | None = None, *, loud_first: bool = True
 ) -> tuple[list[str], list[str]]:
-    """``(positives, negatives)`` of one example; ``other`` is a third event (teminal_a singles)."""
+    """``(positives, negatives)`` of one example; ``other`` is a third event (teminal_a singles);
+    ``loud_first`` only for ``attribute``."""
     if stage not in ("compa", "teminal_a", "teminal_b"):
         raise ValueError(f"stage must be 'compa', 'teminal_a' or 'teminal_b', got {stage!r}")
     if kind == "single":
@@ -147,7 +179,10 @@ def stage_captions(
             return [x], []
         composites = concat_captions(x, other)[0][:1] + concat_captions(other, x)[0][:1]
         return [x], composites + overlay_captions(x, other)[0][:1]
-    pos, neg = (concat_captions if kind == "concat" else overlay_captions)(x, y)
+    if kind == "attribute":
+        pos, neg = attribute_captions(x, y, loud_first)
+    else:
+        pos, neg = (concat_captions if kind == "concat" else overlay_captions)(x, y)
     if stage == "teminal_a":
         neg = [x, y]
     return pos, [c for c in neg if c not in pos]
@@ -159,13 +194,15 @@ def stage_captions(
 def compose_example(
     kind: Kind, a: Tensor, b: Tensor | None, x: str, y: str, stage: Stage, *, sr: int, gen: torch.Generator,
     gap_s: tuple[float, float] = (0.1, 0.5), snr_db: tuple[float, float] = (-5.0, 5.0),
+    attribute_gain_db: tuple[float, float] = ATTRIBUTE_TRAIN_GAIN_DB,
 ) -> dict:
     """One CompA / TeminAL training example from the waves ``a (Ta,)`` of event ``x`` and ``b (Tb,)``
     of event ``y`` (``b`` unused for ``single``; ``y`` then only names teminal_a's negatives).
 
     -> ``{"wave" (T,), "captions": [pos...], "negatives": [neg...], "kind", "labels": (x, y | None)}``;
-    ``captions[0]`` is the canonical caption ("x followed by y" / "x with y" / "x"). The gap, the SNR
-    and the overlay offset are drawn from ``gen`` (nothing else is random)."""
+    ``captions[0]`` is the canonical caption ("x followed by y" / "x with y" / "a loud x followed by a
+    quiet y" / "x"). The gap, the SNR, the overlay offset and the attribute gain (its magnitude in
+    ``attribute_gain_db``, which event is loud) are drawn from ``gen`` (nothing else is random)."""
     if kind == "single":
         pos, neg = stage_captions("single", x, None, stage, other=y)
         wave = peak_limit(loudness_normalize(_wave(a, "a")))[0]
@@ -178,8 +215,15 @@ def compose_example(
     elif kind == "overlay":
         offset = int(torch.randint(max(1, a.numel() - b.numel() + 1), (), generator=gen))
         wave = overlay(a, b, snr_db[0] + u * (snr_db[1] - snr_db[0]), offset=offset)
+    elif kind == "attribute":
+        v, loud_first = torch.rand(2, generator=gen).tolist()
+        loud_first = loud_first < 0.5
+        gain = attribute_gain_db[0] + v * (attribute_gain_db[1] - attribute_gain_db[0])
+        wave = attribute_concat(a, b, sr, gap_s[0] + u * (gap_s[1] - gap_s[0]), gain if loud_first else -gain)
+        pos, neg = stage_captions(kind, x, y, stage, loud_first=loud_first)
+        return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, y)}
     else:
-        raise ValueError(f"kind must be 'concat', 'overlay' or 'single', got {kind!r}")
+        raise ValueError(f"kind must be 'concat', 'overlay', 'attribute' or 'single', got {kind!r}")
     pos, neg = stage_captions(kind, x, y, stage)
     return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, y)}
 
@@ -232,11 +276,8 @@ def _benchmark_set(kind: str, a: Tensor, b: Tensor, x: str, y: str, sr: int, gap
     if kind == "temporal":  # same order, swapped operator (sequential vs simultaneous)
         return (concat(a, b, sr, gap_s), overlay(a, b, 0.0)), (f"{x} before {y}", f"{x} while {y}")
     if kind == "attribute":  # same events and order, swapped attribute binding (loud / quiet)
-        g = 10 ** (ATTRIBUTE_GAIN_DB / 20)
-        la, lb = loudness_normalize(a), loudness_normalize(b)
-        gap = torch.zeros(int(round(gap_s * sr)))
-        w0 = peak_limit(torch.cat([la * g, gap, lb / g]))[0]
-        w1 = peak_limit(torch.cat([la / g, gap, lb * g]))[0]
+        w0 = attribute_concat(a, b, sr, gap_s, ATTRIBUTE_GAIN_DB)
+        w1 = attribute_concat(a, b, sr, gap_s, -ATTRIBUTE_GAIN_DB)
         return (w0, w1), tuple(t.format(x=x, y=y) for t in ATTRIBUTE_TEMPLATES)
     raise ValueError(f"benchmark kind must be 'order', 'attribute' or 'temporal', got {kind!r}")
 

@@ -99,7 +99,9 @@ def compositional_eval(model: Any, rows: list[dict[str, Any]], n: int = 64, *, s
                        kinds: tuple[str, ...] = BENCHMARK_KINDS, clip_seconds: float = 2.0) -> dict[str, float]:
     """Winoground-style 2x2 sets built from ``rows`` by :func:`avsuite.data.compose.build_benchmark`
     (CompA-order ``order``, CompA-attribute ``attribute``, TeminAL ``temporal``) ->
-    ``{<kind>_text_score, <kind>_audio_score, <kind>_group_score, <kind>_*_chance, <kind>_sets}``.
+    ``{<kind>_text_score, <kind>_audio_score, <kind>_group_score, <kind>_*_chance, <kind>_sets}`` plus
+    the diagnostics ``<kind>_text_cos`` / ``<kind>_audio_cos``: the mean cosine between a set's two
+    captions / two audios (near 1: that tower cannot tell the swap apart, and the scores fall to ~0).
 
     ``n`` is capped by the number of distinct clip pairs with different events."""
     import numpy as np
@@ -122,5 +124,7 @@ def compositional_eval(model: Any, rows: list[dict[str, Any]], n: int = 64, *, s
             text = model.encode_text([t for s in sets for t in s["texts"]]).float().cpu().view(n, 2, -1)
         sims = torch.einsum("nad,ntd->nat", audio, text).numpy().astype(np.float64)
         out.update(compositional_metrics(sims, prefix=f"{kind}_"))
+        out[f"{kind}_text_cos"] = float((text[:, 0] * text[:, 1]).sum(-1).mean())
+        out[f"{kind}_audio_cos"] = float((audio[:, 0] * audio[:, 1]).sum(-1).mean())
         out[f"{kind}_sets"] = float(n)
     return out

@@ -23,6 +23,14 @@ one valid positive, so no softmax row is ever all ``-inf``.
   masked it equals :func:`~avsuite.losses.contrastive.clap_loss`.
 - :func:`modular_loss` — ``P >= 1`` positives per mixed audio (CompA's modular contrastive
   training), optionally with hard negatives; with ``P = 1`` it equals :func:`compa_loss`.
+- :func:`text_hard_parts` — a text-only term on the same hard negatives: each composed caption
+  ``text[i]`` must be nearer a PARAPHRASE of itself ``para[i]`` ("x then y" for "y after x") than its
+  own hard negatives ("y followed by x")::
+
+      text_hard = 1/V sum_{i valid} -log( exp(s <t_i, p_i>) / (exp(s <t_i, p_i>) + sum_k exp(s <t_i, n_ik>)) )
+
+  It needs no audio: the audio terms can only separate swapped captions once the two audios
+  differ, and they start almost equal (a saddle); this term separates the captions first.
 
 Distributed gathering works as in :mod:`avsuite.losses.contrastive` (audio and positives are
 gathered; negatives stay local because only their own audio sees them).
@@ -145,3 +153,20 @@ def modular_loss(
     (every row needs one True), optional ``neg_text (B, K, D)`` / ``neg_mask (B, K)``.
     Returns ``{"loss", "modular", "modular_a2t", "modular_t2a"}``."""
     return _run("modular", audio, pos_text, logit_scale, pos_mask, neg_text, neg_mask, gather, grad_reduction)
+
+
+def text_hard_parts(text: Tensor, para: Tensor, para_mask: Tensor, neg: Tensor, nmask: Tensor, s: Tensor,
+                    ctx: GatherContext, name: str = "text_hard") -> dict[str, Tensor]:
+    """This rank's part of the text hard-negative term. ``text, para: (B, D)`` unit-norm, ``para_mask:
+    (B,)`` (rows with a paraphrase and >= 1 valid negative count), ``neg: (B, K, D)``, ``nmask: (B, K)``.
+    Sum-decomposable over ranks (divided by the GLOBAL number of valid rows); 0 when none is valid."""
+    valid = para_mask.to(torch.bool) & nmask.any(dim=1)
+    count = ctx.gather(valid.to(text.dtype)[:, None]).sum() if ctx.world_size > 1 else valid.sum().to(text.dtype)
+    neg = neg.masked_fill(~nmask[..., None], 0.0)
+    para = para.masked_fill(~valid[:, None], 0.0)
+    l_pos = s * (text * para).sum(-1)                                               # (B,)
+    l_neg = (s * torch.einsum("bd,bkd->bk", text, neg)).masked_fill(~nmask, float("-inf"))
+    logits = torch.cat([l_pos[:, None], l_neg], dim=1)
+    ce = torch.logsumexp(logits, dim=1) - l_pos
+    total = torch.where(valid, ce, torch.zeros_like(ce)).sum() / count.clamp(min=1)
+    return {name: total}

@@ -6,14 +6,16 @@ Recipes build one config and call :func:`compute_objective`; adding a term never
     out = compute_objective(obj, audio, text, logit_scale, neg_text=neg, neg_mask=mask)
     out["loss"].backward(); log({k: v.item() for k, v in out.items()})
 
-``loss = clap*clap + compa*compa + modular*modular + cwcl*cwcl + dcl*dcl + align_uniform*align_uniform``
+``loss = clap*clap + compa*compa + modular*modular + cwcl*cwcl + dcl*dcl + align_uniform*align_uniform
++ text_hard*text_hard``
 over the terms with a non-zero weight; every computed term and its parts (``clap_a2t``, ...) are in
 the returned dict (unweighted). Features are gathered across ranks ONCE and shared by every term;
 the distributed semantics are those of :mod:`avsuite.losses.contrastive`.
 
 Term inputs: ``compa`` uses ``neg_text (B,K,D)``/``neg_mask`` (none -> equals clap); ``modular``
 needs ``pos_text (B,P,D)``/``pos_mask`` (and uses the negatives too); ``cwcl`` needs ``frozen
-(B,Df)`` features of a frozen tower or ``cwcl_weights (B,N)``.
+(B,Df)`` features of a frozen tower or ``cwcl_weights (B,N)``; ``text_hard`` (text only: a caption vs
+its paraphrase and its hard negatives) needs ``para_text (B,D)``/``para_mask (B,)`` and the negatives.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from avsuite.losses.compa import check_compa_inputs, compa_parts
+from avsuite.losses.compa import check_compa_inputs, compa_parts, text_hard_parts
 from avsuite.losses.contrastive import (
     _as_scale,
     _compute_dtype,
@@ -37,7 +39,7 @@ from avsuite.losses.contrastive import (
 )
 from avsuite.losses.cwcl import check_weights, cwcl_parts, similarity_weights
 
-TERMS = ("clap", "compa", "modular", "cwcl", "dcl", "align_uniform")
+TERMS = ("clap", "compa", "modular", "cwcl", "dcl", "align_uniform", "text_hard")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +52,7 @@ class ContrastiveObjective:
     cwcl: float = 0.0
     dcl: float = 0.0
     align_uniform: float = 0.0
+    text_hard: float = 0.0
     cwcl_weight_map: Literal["affine", "relu"] = "affine"
     align_alpha: float = 2.0
     uniform_t: float = 2.0
@@ -84,16 +87,28 @@ def _term_parts(name, cfg, a, t, a_all, t_all, s, ctx, extra):
         )
     if name == "cwcl":
         return cwcl_parts(a, t, a_all, t_all, s, extra["cwcl_w"], ctx)
+    if name == "text_hard":
+        return text_hard_parts(t, *extra["para"], *extra["neg"], s, ctx)
     pos, pm, pos_all, pm_all = extra[name]
     neg, nm = extra["neg"]
     return compa_parts(a, pos, pm, neg, nm, a_all, pos_all, pm_all, s, ctx, name)
 
 
-def _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights):
+def _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights,
+                   para_text=None, para_mask=None):
     extra = {}
-    if cfg.compa > 0 or cfg.modular > 0:
+    if cfg.compa > 0 or cfg.modular > 0 or cfg.text_hard > 0:
         _, _, neg, nm = check_compa_inputs(audio, audio, None, neg_text, neg_mask)
         extra["neg"] = (neg.to(dt), nm)
+    if cfg.text_hard > 0:
+        b = audio.shape[0]
+        if para_text is None or para_text.shape != (b, audio.shape[1]):
+            raise ValueError(f"ContrastiveObjective.text_hard > 0 needs para_text (B, D) = {tuple(audio.shape)}, "
+                             f"got {None if para_text is None else tuple(para_text.shape)}")
+        pm = torch.ones(b, dtype=torch.bool, device=audio.device) if para_mask is None else para_mask.to(torch.bool)
+        if pm.shape != (b,):
+            raise ValueError(f"para_mask must be (B,) = ({b},), got {tuple(pm.shape)}")
+        extra["para"] = (para_text.to(dt), pm)
     if cfg.compa > 0:  # one positive per audio: the paired caption
         b = audio.shape[0]
         ones = lambda n: torch.ones((n, 1), dtype=torch.bool, device=audio.device)  # noqa: E731
@@ -124,6 +139,7 @@ def compute_objective(
     pos_text: Tensor | None = None, pos_mask: Tensor | None = None,
     neg_text: Tensor | None = None, neg_mask: Tensor | None = None,
     frozen: Tensor | None = None, cwcl_weights: Tensor | None = None,
+    para_text: Tensor | None = None, para_mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the active terms. ``audio, text: (B, D)`` (one positive caption per audio;
     ``pos_text (B, P, D)`` only for ``modular``). Returns ``{"loss", <term>, <term parts>...}``."""
@@ -133,7 +149,8 @@ def compute_objective(
     ctx = gather_context(audio.shape[0], gather=cfg.gather, grad_reduction=cfg.grad_reduction)
     s = _as_scale(logit_scale, audio)
     a_all, t_all = ctx.gather(audio), ctx.gather(text)
-    extra = _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights)
+    extra = _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights,
+                           para_text, para_mask)
     parts: dict[str, Tensor] = {}
     total = None
     for name in cfg.active():

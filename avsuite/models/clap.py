@@ -50,6 +50,10 @@ class ClapModelConfig:
     freeze_text: bool = True
     #: with freeze_text false: tune only the last N layers of an HF text tower (null: all layers)
     text_trainable_layers: int | None = None
+    #: text pooling: mean (order-blind) | segments (an order-aware token-segment head added to the
+    #: mean, zero-initialised; HF towers with freeze_text false); text_segments = K segments
+    text_pool: Literal["mean", "segments"] = "mean"
+    text_segments: int = 4
     text_max_tokens: int = 64
     embed_dim: int = 256
     #: text-side projection: LAION-CLAP MLP, a linear map, or none (keep the text tower's own space,
@@ -69,6 +73,11 @@ class ClapModelConfig:
             raise ValueError(f"audio_segments must be >= 2 for audio_pool={self.audio_pool!r}, got {self.audio_segments}")
         if self.text_trainable_layers is not None and (self.freeze_text or self.text_trainable_layers < 1):
             raise ValueError("text_trainable_layers needs freeze_text: false and a value >= 1")
+        if self.text_pool not in ("mean", "segments"):
+            raise ValueError(f"text_pool must be 'mean' or 'segments', got {self.text_pool!r}")
+        if self.text_pool == "segments" and (self.freeze_text or self.text_segments < 2):
+            raise ValueError(f"text_pool: segments needs freeze_text: false and text_segments >= 2, got "
+                             f"freeze_text={self.freeze_text}, text_segments={self.text_segments}")
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -120,7 +129,8 @@ class ClapModel(nn.Module):
                                                  segments=cfg.audio_segments)
         self.text_encoder = build_text_encoder(cfg.text, path=cfg.text_path, freeze=cfg.freeze_text,
                                                max_tokens=cfg.text_max_tokens, pretrained=pretrained_text,
-                                               trainable_layers=cfg.text_trainable_layers)
+                                               trainable_layers=cfg.text_trainable_layers,
+                                               segments=cfg.text_segments if cfg.text_pool == "segments" else None)
         self.audio_proj = _mlp(self.audio_encoder.out_dim, cfg.embed_dim)
         self.text_proj = _text_projection(cfg.text_projection, self.text_encoder.out_dim, cfg.embed_dim)
         self.fusion = FusionStem() if cfg.fusion else None

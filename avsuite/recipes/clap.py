@@ -82,13 +82,23 @@ class ClapModule(L.LightningModule):
         self.history: list[tuple[int, float]] = []
 
     def _text(self, batch: ClapBatch) -> tuple[torch.Tensor, dict[str, Any]]:
-        """-> text embeddings ``(B, D)`` of each item's caption [+ hard negatives for CompA]."""
+        """-> text embeddings ``(B, D)`` of each item's caption [+ hard negatives for CompA, + each
+        composition's paraphrase for the text_hard term]."""
         captions = [c[0] for c in batch.captions]
+        hard = self.cfg.loss.text_hard > 0
         if not any(batch.negatives):
-            return self.model.encode_text(captions), {}
-        pack = pack_captions([[c] for c in captions], batch.negatives)
+            text = self.model.encode_text(captions)
+            none = torch.zeros(len(captions), dtype=torch.bool, device=text.device)
+            return text, ({"para_text": text, "para_mask": none} if hard else {})
+        paras = batch.paraphrases or [None] * len(captions)
+        pack = pack_captions([[c] + ([p] if hard and p else []) for c, p in zip(captions, paras)], batch.negatives)
         pos, neg = unpack(self.model.encode_text(pack.texts), pack)
-        return pos[:, 0], {"neg_text": neg, "neg_mask": pack.neg_mask.to(neg.device)}
+        extra: dict[str, Any] = {"neg_text": neg, "neg_mask": pack.neg_mask.to(neg.device)}
+        if hard:
+            has = pos.shape[1] > 1
+            extra["para_text"] = pos[:, 1] if has else pos[:, 0]
+            extra["para_mask"] = (pack.pos_mask[:, 1] if has else torch.zeros_like(pack.pos_mask[:, 0])).to(pos.device)
+        return pos[:, 0], extra
 
     def training_step(self, batch: ClapBatch, batch_idx: int) -> torch.Tensor:
         audio = self.model.encode_audio(batch.audio, batch.lengths)

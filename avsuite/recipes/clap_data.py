@@ -34,6 +34,7 @@ from avsuite.data.rows import ManifestRows
 from avsuite.data.sampling import LabelDistinctBatches, Plan, ShuffledBatches, rng_of
 
 KINDS = ("concat", "overlay", "single")
+ALL_KINDS = ("concat", "overlay", "attribute", "single")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,10 +76,16 @@ class ComposeConfig:
     prob: float = 0.5
     #: silence between the two events of a concatenation (drawn in [0.5, 1.5] x this)
     gap_seconds: float = 0.25
+    #: composition kinds, drawn uniformly per slot: concat ("x followed by y", order-swap negatives),
+    #: overlay ("x with y"), attribute ("a loud x followed by a quiet y", gains applied, attribute-
+    #: swap negatives), single (the clip alone: teminal_a's single-event examples)
+    kinds: tuple[str, ...] = KINDS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {self.prob}")
+        if not self.kinds or any(k not in ALL_KINDS for k in self.kinds) or len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"kinds must be distinct names from {ALL_KINDS}, got {self.kinds}")
         if self.gap_seconds < 0:
             raise ValueError(f"gap_seconds must be >= 0, got {self.gap_seconds}")
 
@@ -88,10 +95,11 @@ class ComposeConfig:
 class ComposeMix:
     """``base``'s plan with a fraction ``prob`` of every global batch's slots replaced by
     ``("compose", kind, i, j)``: row ``i`` is the slot's own row, ``j`` a row of another label,
-    ``kind`` one of :data:`KINDS`; drawn with a generator seeded by ``(seed, epoch, batch)``."""
+    ``kind`` one of ``kinds``; drawn with a generator seeded by ``(seed, epoch, batch)``."""
     base: Any
     prob: float
     seed: int = 0
+    kinds: tuple[str, ...] = KINDS
 
     def plan(self, rows: ManifestRows, epoch: int, global_batch: int) -> Plan:
         plan = self.base.plan(rows, epoch, global_batch)
@@ -103,9 +111,8 @@ class ComposeMix:
             out.append([self._slot(rows, pool, i, rng) if rng.random() < self.prob else i for i in batch])
         return out
 
-    @staticmethod
-    def _slot(rows: ManifestRows, pool: np.ndarray, i: int, rng: np.random.Generator) -> tuple:
-        kind = KINDS[int(rng.integers(len(KINDS)))]
+    def _slot(self, rows: ManifestRows, pool: np.ndarray, i: int, rng: np.random.Generator) -> tuple:
+        kind = self.kinds[int(rng.integers(len(self.kinds)))]
         j = int(pool[rng.integers(len(pool))])
         for _ in range(16):                    # another event: a different label (or row, unlabelled)
             if j != i and (rows.labels[i] < 0 or rows.labels[j] != rows.labels[i]):
@@ -124,7 +131,7 @@ def make_sampler(cfg: ClapDataConfig, compose: ComposeConfig) -> Any:
     base = (LabelDistinctBatches(seed=cfg.seed, drop_last=cfg.drop_last) if cfg.label_distinct else
             ShuffledBatches(seed=cfg.seed, shuffle=cfg.shuffle, bucket_by_length=cfg.bucket_by_length,
                             drop_last=cfg.drop_last))
-    return base if compose.mode == "none" else ComposeMix(base, compose.prob, seed=cfg.seed)
+    return base if compose.mode == "none" else ComposeMix(base, compose.prob, seed=cfg.seed, kinds=compose.kinds)
 
 
 # ----------------------------------------------------------------------------- load + collate
@@ -152,7 +159,7 @@ def load_clip(ctx: ItemContext, i: int, gen: torch.Generator) -> dict[str, Any] 
     row = ctx.row(i)
     caps = _captions(row)
     return {"id": row["id"], "wave": wave, "row": row, "caption": _pick(caps, gen) if ctx.train else caps[0],
-            "negatives": [], "label": row.get("label")}
+            "negatives": [], "paraphrase": None, "label": row.get("label")}
 
 
 def _break_source(ctx: ItemContext, i: int, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -192,8 +199,11 @@ def load_composition(ctx: ItemContext, item: tuple, gen: torch.Generator, stage:
                          gap_s=(gap_seconds * 0.5, gap_seconds * 1.5))
     wave = ex["wave"][: int(crop * ctx.cfg.sample_rate)] if crop else ex["wave"]
     ids = [ctx.row(i)["id"]] + ([ctx.row(j)["id"]] if kind != "single" else [])
-    return {"id": "+".join(ids), "wave": wave, "row": ctx.row(i), "caption": _pick(ex["captions"], gen),
-            "negatives": ex["negatives"], "label": "+".join(n for n in ex["labels"] if n)}
+    caps = ex["captions"]
+    k = int(torch.randint(len(caps), (), generator=gen))      # as _pick: the same draw
+    para = caps[(k + 1) % len(caps)] if len(caps) > 1 else None
+    return {"id": "+".join(ids), "wave": wave, "row": ctx.row(i), "caption": caps[k],
+            "negatives": ex["negatives"], "paraphrase": para, "label": "+".join(n for n in ex["labels"] if n)}
 
 
 @dataclass
@@ -210,9 +220,11 @@ class ClapLoad:
 
 @dataclass(frozen=True)
 class ClapBatch(AudioTextBatch):
-    """``AudioTextBatch`` + ``negatives[i]``: hard-negative captions of item i (empty for clips).
-    In training ``captions[i]`` holds the one caption drawn for this step."""
+    """``AudioTextBatch`` + ``negatives[i]``: hard-negative captions of item i (empty for clips) and
+    ``paraphrases[i]``: another positive caption of a composition (None for clips), for the text
+    hard-negative term. In training ``captions[i]`` holds the one caption drawn for this step."""
     negatives: list[list[str]] = field(default_factory=list)
+    paraphrases: list[str | None] = field(default_factory=list)
 
 
 def collate(examples: list[dict[str, Any]]) -> ClapBatch:
@@ -220,7 +232,8 @@ def collate(examples: list[dict[str, Any]]) -> ClapBatch:
     audio, lengths = pad_right([e["wave"] for e in examples])
     return ClapBatch(audio, lengths, [[e["caption"]] for e in examples], [e["label"] for e in examples],
                      [e["id"] for e in examples], [e["row"] for e in examples],
-                     negatives=[list(e["negatives"]) for e in examples])
+                     negatives=[list(e["negatives"]) for e in examples],
+                     paraphrases=[e.get("paraphrase") for e in examples])
 
 
 def datamodule(cfg: ClapDataConfig, compose: ComposeConfig, *, train: Any = None, world_size: int = 1
