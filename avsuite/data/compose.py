@@ -163,6 +163,13 @@ def attribute_captions(x: str, y: str, loud_first: bool = True) -> tuple[list[st
     return pos, _dedupe(neg)
 
 
+def word_swaps(pos: Sequence[str], neg: Sequence[str]) -> list[str]:
+    """The negatives that use exactly the words of some positive (order / attribute swaps: "y followed
+    by x" for "x followed by y"), not the operator swaps ("x with y") or single events."""
+    bags = {tuple(sorted(p.split())) for p in pos}
+    return [n for n in neg if tuple(sorted(n.split())) in bags]
+
+
 def _dedupe(caps: list[str]) -> list[str]:
     return list(dict.fromkeys(caps))
 
@@ -199,14 +206,15 @@ def compose_example(
     """One CompA / TeminAL training example from the waves ``a (Ta,)`` of event ``x`` and ``b (Tb,)``
     of event ``y`` (``b`` unused for ``single``; ``y`` then only names teminal_a's negatives).
 
-    -> ``{"wave" (T,), "captions": [pos...], "negatives": [neg...], "kind", "labels": (x, y | None)}``;
+    -> ``{"wave" (T,), "captions": [pos...], "negatives": [neg...], "swaps": [...], "kind", "labels":
+    (x, y | None)}`` (``swaps``: the negatives that are word swaps of a positive, :func:`word_swaps`);
     ``captions[0]`` is the canonical caption ("x followed by y" / "x with y" / "a loud x followed by a
     quiet y" / "x"). The gap, the SNR, the overlay offset and the attribute gain (its magnitude in
     ``attribute_gain_db``, which event is loud) are drawn from ``gen`` (nothing else is random)."""
     if kind == "single":
         pos, neg = stage_captions("single", x, None, stage, other=y)
         wave = peak_limit(loudness_normalize(_wave(a, "a")))[0]
-        return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, None)}
+        return {"wave": wave, "captions": pos, "negatives": neg, "swaps": [], "kind": kind, "labels": (x, None)}
     if b is None:
         raise ValueError(f"a {kind} composition needs two waves")
     u = float(torch.rand((), generator=gen))
@@ -221,11 +229,13 @@ def compose_example(
         gain = attribute_gain_db[0] + v * (attribute_gain_db[1] - attribute_gain_db[0])
         wave = attribute_concat(a, b, sr, gap_s[0] + u * (gap_s[1] - gap_s[0]), gain if loud_first else -gain)
         pos, neg = stage_captions(kind, x, y, stage, loud_first=loud_first)
-        return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, y)}
+        return {"wave": wave, "captions": pos, "negatives": neg, "swaps": word_swaps(pos, neg), "kind": kind,
+                "labels": (x, y)}
     else:
         raise ValueError(f"kind must be 'concat', 'overlay', 'attribute' or 'single', got {kind!r}")
     pos, neg = stage_captions(kind, x, y, stage)
-    return {"wave": wave, "captions": pos, "negatives": neg, "kind": kind, "labels": (x, y)}
+    return {"wave": wave, "captions": pos, "negatives": neg, "swaps": word_swaps(pos, neg), "kind": kind,
+            "labels": (x, y)}
 
 
 # ----------------------------------------------------------------------------- benchmarks

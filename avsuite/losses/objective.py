@@ -53,6 +53,8 @@ class ContrastiveObjective:
     dcl: float = 0.0
     align_uniform: float = 0.0
     text_hard: float = 0.0
+    #: text_hard's negatives: every hard negative, or only ``swap_mask``'s (order / attribute swaps)
+    text_hard_negatives: Literal["all", "swaps"] = "all"
     cwcl_weight_map: Literal["affine", "relu"] = "affine"
     align_alpha: float = 2.0
     uniform_t: float = 2.0
@@ -69,6 +71,8 @@ class ContrastiveObjective:
             raise ValueError(f"ContrastiveObjective: all term weights are 0; set at least one of {TERMS}")
         if self.grad_reduction not in ("mean", "sum"):
             raise ValueError(f"grad_reduction must be 'mean' or 'sum', got {self.grad_reduction!r}")
+        if self.text_hard_negatives not in ("all", "swaps"):
+            raise ValueError(f"text_hard_negatives must be 'all' or 'swaps', got {self.text_hard_negatives!r}")
         if self.cwcl_weight_map not in ("affine", "relu"):
             raise ValueError(f"cwcl_weight_map must be 'affine' or 'relu', got {self.cwcl_weight_map!r}")
 
@@ -88,14 +92,14 @@ def _term_parts(name, cfg, a, t, a_all, t_all, s, ctx, extra):
     if name == "cwcl":
         return cwcl_parts(a, t, a_all, t_all, s, extra["cwcl_w"], ctx)
     if name == "text_hard":
-        return text_hard_parts(t, *extra["para"], *extra["neg"], s, ctx)
+        return text_hard_parts(t, *extra["para"], *extra["text_hard_neg"], s, ctx)
     pos, pm, pos_all, pm_all = extra[name]
     neg, nm = extra["neg"]
     return compa_parts(a, pos, pm, neg, nm, a_all, pos_all, pm_all, s, ctx, name)
 
 
 def _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights,
-                   para_text=None, para_mask=None):
+                   para_text=None, para_mask=None, swap_mask=None):
     extra = {}
     if cfg.compa > 0 or cfg.modular > 0 or cfg.text_hard > 0:
         _, _, neg, nm = check_compa_inputs(audio, audio, None, neg_text, neg_mask)
@@ -109,6 +113,13 @@ def _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg
         if pm.shape != (b,):
             raise ValueError(f"para_mask must be (B,) = ({b},), got {tuple(pm.shape)}")
         extra["para"] = (para_text.to(dt), pm)
+        neg, nm = extra["neg"]
+        if cfg.text_hard_negatives == "swaps":
+            if swap_mask is None or tuple(swap_mask.shape) != tuple(nm.shape):
+                raise ValueError(f"text_hard_negatives: swaps needs swap_mask (B, K) = {tuple(nm.shape)}, got "
+                                 f"{None if swap_mask is None else tuple(swap_mask.shape)}")
+            nm = nm & swap_mask.to(device=nm.device, dtype=torch.bool)
+        extra["text_hard_neg"] = (neg, nm)
     if cfg.compa > 0:  # one positive per audio: the paired caption
         b = audio.shape[0]
         ones = lambda n: torch.ones((n, 1), dtype=torch.bool, device=audio.device)  # noqa: E731
@@ -139,7 +150,7 @@ def compute_objective(
     pos_text: Tensor | None = None, pos_mask: Tensor | None = None,
     neg_text: Tensor | None = None, neg_mask: Tensor | None = None,
     frozen: Tensor | None = None, cwcl_weights: Tensor | None = None,
-    para_text: Tensor | None = None, para_mask: Tensor | None = None,
+    para_text: Tensor | None = None, para_mask: Tensor | None = None, swap_mask: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the active terms. ``audio, text: (B, D)`` (one positive caption per audio;
     ``pos_text (B, P, D)`` only for ``modular``). Returns ``{"loss", <term>, <term parts>...}``."""
@@ -150,7 +161,7 @@ def compute_objective(
     s = _as_scale(logit_scale, audio)
     a_all, t_all = ctx.gather(audio), ctx.gather(text)
     extra = _prepare_extra(cfg, audio, t_all, ctx, dt, pos_text, pos_mask, neg_text, neg_mask, frozen, cwcl_weights,
-                           para_text, para_mask)
+                           para_text, para_mask, swap_mask)
     parts: dict[str, Tensor] = {}
     total = None
     for name in cfg.active():

@@ -89,7 +89,7 @@ class ClapModule(L.LightningModule):
         if not any(batch.negatives):
             text = self.model.encode_text(captions)
             none = torch.zeros(len(captions), dtype=torch.bool, device=text.device)
-            return text, ({"para_text": text, "para_mask": none} if hard else {})
+            return text, ({"para_text": text, "para_mask": none, "swap_mask": none[:, None][:, :0]} if hard else {})
         paras = batch.paraphrases or [None] * len(captions)
         pack = pack_captions([[c] + ([p] if hard and p else []) for c, p in zip(captions, paras)], batch.negatives)
         pos, neg = unpack(self.model.encode_text(pack.texts), pack)
@@ -98,6 +98,10 @@ class ClapModule(L.LightningModule):
             has = pos.shape[1] > 1
             extra["para_text"] = pos[:, 1] if has else pos[:, 0]
             extra["para_mask"] = (pack.pos_mask[:, 1] if has else torch.zeros_like(pack.pos_mask[:, 0])).to(pos.device)
+            swaps = batch.swaps or [[] for _ in captions]
+            extra["swap_mask"] = torch.tensor([[pack.texts[j] in sw for j in row] for row, sw in
+                                               zip(pack.neg_index.tolist(), swaps)], dtype=torch.bool,
+                                              device=pos.device).reshape(pack.neg_mask.shape) & pack.neg_mask.to(pos.device)
         return pos[:, 0], extra
 
     def training_step(self, batch: ClapBatch, batch_idx: int) -> torch.Tensor:

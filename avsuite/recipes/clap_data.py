@@ -159,7 +159,7 @@ def load_clip(ctx: ItemContext, i: int, gen: torch.Generator) -> dict[str, Any] 
     row = ctx.row(i)
     caps = _captions(row)
     return {"id": row["id"], "wave": wave, "row": row, "caption": _pick(caps, gen) if ctx.train else caps[0],
-            "negatives": [], "paraphrase": None, "label": row.get("label")}
+            "negatives": [], "swaps": [], "paraphrase": None, "label": row.get("label")}
 
 
 def _break_source(ctx: ItemContext, i: int, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -203,7 +203,7 @@ def load_composition(ctx: ItemContext, item: tuple, gen: torch.Generator, stage:
     k = int(torch.randint(len(caps), (), generator=gen))      # as _pick: the same draw
     para = caps[(k + 1) % len(caps)] if len(caps) > 1 else None
     return {"id": "+".join(ids), "wave": wave, "row": ctx.row(i), "caption": caps[k],
-            "negatives": ex["negatives"], "paraphrase": para, "label": "+".join(n for n in ex["labels"] if n)}
+            "negatives": ex["negatives"], "swaps": ex["swaps"], "paraphrase": para, "label": "+".join(n for n in ex["labels"] if n)}
 
 
 @dataclass
@@ -225,6 +225,8 @@ class ClapBatch(AudioTextBatch):
     hard-negative term. In training ``captions[i]`` holds the one caption drawn for this step."""
     negatives: list[list[str]] = field(default_factory=list)
     paraphrases: list[str | None] = field(default_factory=list)
+    #: the hard negatives of item i that are word swaps of its positives (order / attribute swaps)
+    swaps: list[list[str]] = field(default_factory=list)
 
 
 def collate(examples: list[dict[str, Any]]) -> ClapBatch:
@@ -233,7 +235,8 @@ def collate(examples: list[dict[str, Any]]) -> ClapBatch:
     return ClapBatch(audio, lengths, [[e["caption"]] for e in examples], [e["label"] for e in examples],
                      [e["id"] for e in examples], [e["row"] for e in examples],
                      negatives=[list(e["negatives"]) for e in examples],
-                     paraphrases=[e.get("paraphrase") for e in examples])
+                     paraphrases=[e.get("paraphrase") for e in examples],
+                     swaps=[list(e.get("swaps", [])) for e in examples])
 
 
 def datamodule(cfg: ClapDataConfig, compose: ComposeConfig, *, train: Any = None, world_size: int = 1

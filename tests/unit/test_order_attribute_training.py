@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from avsuite.data.compose import (ATTRIBUTE_GAIN_DB, ATTRIBUTE_TEMPLATES, PEAK, TARGET_DBFS, attribute_captions,
-                                  attribute_concat, build_benchmark, compose_example, concat, rms_dbfs)
+                                  attribute_concat, build_benchmark, compose_example, concat, rms_dbfs, word_swaps)
 from avsuite.data.pipeline import Reader
 from avsuite.recipes.clap_data import ClapDataConfig, ClapLoad, ComposeConfig, collate, make_sampler
 
@@ -110,6 +110,13 @@ def test_order_examples_put_x_first_with_the_order_swap_as_negative():
     assert _band_db(w[:a.numel()], 300) > _band_db(w[:a.numel()], 900) + 20
     assert _band_db(w[-b.numel():], 900) > _band_db(w[-b.numel():], 300) + 10
     assert ex["captions"][0] == "hum followed by bell" and ex["negatives"][0] == "bell followed by hum"
+    # the word swaps (text_hard_negatives: swaps) are exactly the order swaps, not the operator swaps
+    assert ex["swaps"] == ["bell followed by hum", "bell then hum", "bell before hum", "hum after bell"]
+    over = compose_example("overlay", a, b, "hum", "bell", "compa", sr=SR, gen=torch.Generator())
+    assert over["negatives"] and over["swaps"] == []
+    attr = compose_example("attribute", a, b, "hum", "bell", "compa", sr=SR, gen=torch.Generator())
+    assert attr["swaps"] == attr["negatives"]
+    assert word_swaps(["x then y"], ["y then x", "x with y", "x"]) == ["y then x"]
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +141,10 @@ def test_reader_draws_only_the_configured_kinds_and_attribute_items_are_built(ro
     batches = list(reader)
     assert {it[1] for b in plans for it in b} == {"attribute", "concat"}
     for b, plan in zip(batches, plans):
-        for item, cap, negs, para in zip(plan, b.captions, b.negatives, b.paraphrases):
+        for item, cap, negs, para, sw in zip(plan, b.captions, b.negatives, b.paraphrases, b.swaps):
             x, y = rows[item[2]]["label"], rows[item[3]]["label"]
             assert para != cap[0] and para not in negs                 # another positive: the text_hard anchor
+            assert set(sw) <= set(negs) and sw
             if item[1] == "attribute":
                 loud_first = cap[0].startswith(f"a loud {x}") or cap[0].endswith(f"after a loud {x}")
                 assert para in attribute_captions(x, y, loud_first)[0] and cap[0] in attribute_captions(x, y, loud_first)[0]
@@ -248,3 +256,32 @@ def test_text_hard_term_equals_a_naive_reference_and_ignores_masked_rows():
     assert float(none["text_hard"]) == 0.0
     with pytest.raises(ValueError, match="para_text"):
         compute_objective(cfg, audio, text, 10.0, neg_text=neg, neg_mask=nmask)
+    swap = torch.tensor([[0, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 1]], dtype=torch.bool)
+    only = ContrastiveObjective(clap=0.0, compa=1.0, text_hard=1.0, text_hard_negatives="swaps")
+    out = compute_objective(only, audio, text, 10.0, neg_text=neg, neg_mask=nmask, para_text=para, para_mask=pmask,
+                            swap_mask=swap)
+    assert float(out["text_hard"]) == pytest.approx(_naive_text_hard(text, para, pmask, neg, nmask & swap, 10.0), rel=1e-9)
+    assert float(out["compa"]) == pytest.approx(float(compute_objective(cfg, audio, text, 10.0, neg_text=neg, neg_mask=nmask,
+                                                       para_text=para, para_mask=pmask)["compa"]), rel=1e-12)
+    with pytest.raises(ValueError, match="swap_mask"):
+        compute_objective(only, audio, text, 10.0, neg_text=neg, neg_mask=nmask, para_text=para, para_mask=pmask)
+
+
+def test_recipe_marks_the_swap_negatives_of_each_item():
+    from avsuite.config import apply_overrides, from_dict, to_dict
+    from avsuite.recipes import clap
+    from avsuite.recipes.clap_data import ClapBatch
+
+    cfg = clap.load("configs/clap/compa_tiny.yaml")
+    cfg = from_dict(clap.Config, apply_overrides(to_dict(cfg), ["loss.text_hard=1.0", "loss.text_hard_negatives=swaps"]))
+    module = clap.ClapModule(cfg).eval()
+    negs = [["bell followed by hum", "hum with bell", "bell then hum"], [], ["hum followed by bell", "hum with bell"]]
+    batch = ClapBatch(torch.zeros(3, 10), torch.full((3,), 10), [["hum followed by bell"], ["a hum"], ["hum with bell"]],
+                      ["hum+bell", "hum", "hum+bell"], ["a", "b", "c"], negatives=negs,
+                      paraphrases=["hum then bell", None, "bell with hum"],
+                      swaps=[["bell followed by hum", "bell then hum"], [], []])
+    text, extra = module._text(batch)
+    assert text.shape == (3, 384)
+    assert extra["swap_mask"].tolist() == [[True, False, True], [False, False, False], [False, False, False]]
+    assert extra["para_mask"].tolist() == [True, False, True]
+    assert torch.allclose(extra["para_text"][0], module.model.encode_text(["hum then bell"])[0], atol=1e-6)
