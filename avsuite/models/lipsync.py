@@ -90,7 +90,8 @@ def _unet(block_out: tuple[int, ...], layers: int, dim: int, heads: int, groups:
 
 
 def lipsync_preset(name: str, **overrides: Any) -> LipSyncConfig:
-    """``tiny`` | ``mouth32`` | ``mouth32_l16`` | ``micro`` | ``latentsync_256`` (see the module docstring); ``overrides`` replace fields."""
+    """``tiny`` | ``mouth32`` | ``mouth32_l16`` | ``micro`` | ``latentsync_256`` (see the module
+    docstring); ``overrides`` replace fields."""
     presets = {
         "tiny": dict(face_size=64, n_frames=16, mel_steps=16, n_tokens=4, token_dim=64,
                      vae=_vae((32, 64, 64), 1, 16, 64), unet=_unet((32, 64, 128), 1, 64, 8, 16, 16)),

@@ -267,7 +267,8 @@ def crop_mismatch(syncnet_conf: dict[str, Any], d: LipSyncDataConfig) -> str | N
         return (f"the SyncNet was trained on {'mouth' if theirs else 'face'} crops, the generator uses "
                 f"{'mouth' if d.mouth_crop else 'face'} crops")
     if theirs is not None:
-        same, what = np.allclose(theirs, d.mouth_crop), f"mouth_crop {list(theirs)} vs data.mouth_crop {list(d.mouth_crop)}"
+        same = np.allclose(theirs, d.mouth_crop)
+        what = f"mouth_crop {list(theirs)} vs data.mouth_crop {list(d.mouth_crop)}"
     else:
         box = syncnet_conf.get("crop_box", (0.0, 0.0, 1.0, 1.0))
         same, what = np.allclose(box, d.crop_box), f"crop_box {list(box)} vs data.crop_box {list(d.crop_box)}"
@@ -288,8 +289,9 @@ def load_syncnet(path: str | None, d: LipSyncDataConfig) -> torch.nn.Module | No
     if net.cfg.face_width != d.face_size:
         bad.append("face width")
     crop = crop_mismatch(read_model_config(path), d)
-    if bad or crop:
-        raise ValueError(f"{path}: the SyncNet does not fit the lip-sync data: {', '.join(bad + [crop] if crop else bad)}")
+    bad += [crop] if crop else []
+    if bad:
+        raise ValueError(f"{path}: the SyncNet does not fit the lip-sync data: {', '.join(bad)}")
     return net
 
 
