@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -52,11 +53,15 @@ def make_inputs(b: int, n: int, m: int, d: int, seed: int = 0):
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds per call over ``repeats`` calls after a warm-up (a median: one scheduler
+    hiccup moved the mean of 3 calls of a 30-ms problem by +-30 %)."""
     out = fn()                                   # warm-up
-    t = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        t = time.perf_counter()
         out = fn()
-    return (time.perf_counter() - t) / repeats, out
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
 
 
 def ours_fn(x, y, xm, ym, dtype, compiled: bool = False):
@@ -138,7 +143,7 @@ def main() -> None:
         worker(*args.worker[:3], int(args.worker[3]))
         return
     sizes = ["quick"] if args.quick else ["recipe", "paper"]
-    reps = 2 if args.quick else 3
+    reps = {"quick": 2, "recipe": 25, "paper": 5}     # ~1 s of calls per side at the recipe size
     res: dict = {"blur": BLUR, "threads": args.threads, "load_avg_1min": os.getloadavg()[0]}
     ratios = []
     for size in sizes:
@@ -147,9 +152,9 @@ def main() -> None:
         res[f"{size}_shape"] = f"B={b} N={n} M={m} D={d + 1}"
         for dtype in ("float32", "float64"):
             key = f"{size}_{dtype}"
-            ours = in_fresh_process("ours", size, dtype, reps, args.threads)
-            geo = in_fresh_process("geomloss", size, dtype, reps, args.threads)
-            comp = in_fresh_process("ours_compiled", size, dtype, reps, args.threads) if args.compiled else None
+            ours = in_fresh_process("ours", size, dtype, reps[size], args.threads)
+            geo = in_fresh_process("geomloss", size, dtype, reps[size], args.threads)
+            comp = in_fresh_process("ours_compiled", size, dtype, reps[size], args.threads) if args.compiled else None
             (v1, gx1, gy1) = ours_fn(x, y, xm, ym, getattr(torch, dtype))()
             (v2, gx2, gy2) = geomloss_fn(x, y, xm, ym, getattr(torch, dtype), _diameter(x, y, xm, ym))()
             res.update({f"{key}_ours_ms": ours["ms"], f"{key}_geomloss_ms": geo["ms"],
