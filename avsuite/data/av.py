@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -176,6 +176,30 @@ def crop_faces(frames: np.ndarray | Tensor, box: tuple[int, int, int, int], size
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def read_clips(rows: Any, cfg: AVDataConfig, box: Callable[..., tuple[int, int, int, int] | None],
+               size: tuple[int, int], limit: int | None = None
+               ) -> Iterator[tuple[dict[str, Any], Tensor, Tensor, float]]:
+    """``(row, faces (T, H, W, 3) uint8 crops of ``box(row, (H, W), cfg)`` at ``size``, wave (S,) float32
+    at ``cfg.sample_rate``, fps)`` of the readable rows among the first ``limit`` (all when None); rows
+    whose video or audio cannot be read, without a box, or with audio shorter than one mel window
+    (:data:`MIN_MEL_SAMPLES`) are passed over. The whole-clip reader of the evaluations and caches."""
+    from avsuite.audio.io import AudioDecodeError, load_audio
+    from avsuite.video.io import VideoDecodeError, read_video
+
+    for i in range(len(rows) if limit is None else min(limit, len(rows))):
+        row = rows[i]
+        try:
+            frames, fps = read_video(row["video"])
+            wave, _ = load_audio(row["audio"], cfg.sample_rate)
+        except (VideoDecodeError, AudioDecodeError, OSError, ValueError):
+            continue
+        b = box(row, frames.shape[1:3], cfg)
+        if b is None or wave.numel() < MIN_MEL_SAMPLES:
+            continue
+        yield (row, crop_faces(frames, b, size), torch.as_tensor(np.asarray(wave, dtype=np.float32)),
+               float(row.get("fps") or fps or 25.0))
 
 
 def frames_to_input(faces: Tensor, pixel_range: str = "unit") -> Tensor:

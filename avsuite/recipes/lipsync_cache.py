@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from avsuite.data.av import MIN_MEL_SAMPLES
+from avsuite.data.av import read_clips
 from avsuite.data.lipsync import LipSyncDataConfig, face_box, to_signed
 from avsuite.data.rows import ManifestRows
 from avsuite.models.lipsync import LipSyncModel
@@ -50,10 +50,7 @@ def build_latent_cache(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataCo
     """``{id: {"faces", "mel", "fps"[, "latents", "masked"]}}`` for every readable row (see the module
     doc; ``encode=False``: crops only, for the VAE stage); loaded from / saved to ``path`` when given
     (rebuilt when the VAE or the crop size differs)."""
-    from avsuite.audio.io import AudioDecodeError, load_audio
     from avsuite.audio.wav2lip_mel import wav2lip_mel
-    from avsuite.data.av import crop_faces
-    from avsuite.video.io import VideoDecodeError, read_video
 
     key = vae_checksum(model) if encode else "crops"
     if path is not None and Path(path).is_file():
@@ -63,18 +60,8 @@ def build_latent_cache(model: LipSyncModel, rows: ManifestRows, d: LipSyncDataCo
     was = model.training
     model.eval()
     cache: dict[str, dict[str, Any]] = {}
-    for i in range(len(rows)):
-        row = rows[i]
-        try:
-            frames, fps = read_video(row["video"])
-            wave, _ = load_audio(row["audio"], d.sample_rate)
-        except (VideoDecodeError, AudioDecodeError, OSError):
-            continue
-        box = face_box(row, frames.shape[1:3], d)
-        if box is None or wave.numel() < MIN_MEL_SAMPLES:
-            continue
-        faces = crop_faces(frames, box, (d.face_size,) * 2)
-        entry = {"faces": faces, "mel": wav2lip_mel(wave), "fps": float(row.get("fps") or fps or 25.0)}
+    for row, faces, wave, fps in read_clips(rows, d, face_box, (d.face_size,) * 2):
+        entry = {"faces": faces, "mel": wav2lip_mel(wave), "fps": fps}
         if encode:
             entry["latents"], entry["masked"] = encode_clip(model, faces)
         cache[row["id"]] = entry

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from avsuite.config import load_config
-from avsuite.data.av import SyncBatch, SyncDataConfig, SyncLoad, clip_box, collate_sync, crop_faces
+from avsuite.data.av import SyncBatch, SyncDataConfig, SyncLoad, clip_box, collate_sync, read_clips
 from avsuite.data.datamodule import AudioDataModule
 from avsuite.data.pipeline import Reader
 from avsuite.data.rows import ManifestRows
@@ -246,22 +246,9 @@ def evaluate_model(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, ev:
 
 
 def _clips(rows: ManifestRows, data: SyncDataConfig, n: int) -> Iterator[tuple[Tensor, Tensor, float]]:
-    """``(faces (T, H, W, 3) uint8, wave (S,), fps)`` of the first ``n`` readable clips of ``rows``."""
-    from avsuite.audio.io import load_audio
-    from avsuite.video.io import VideoDecodeError, read_video
-
-    for i in range(min(n, len(rows))):
-        row = rows[i]
-        try:
-            frames, fps = read_video(row["video"])
-            wave, _ = load_audio(row["audio"], data.sample_rate)
-        except (VideoDecodeError, ValueError, RuntimeError):
-            continue
-        box = clip_box(row, frames.shape[1:3], data)
-        if box is None:
-            continue
-        faces = crop_faces(frames, box, (data.face_size, data.face_width))
-        yield faces, torch.as_tensor(np.asarray(wave, dtype=np.float32)), float(row.get("fps") or fps)
+    """``(faces (T, H, W, 3) uint8, wave (S,), fps)`` of the readable clips among the first ``n`` rows."""
+    for _, faces, wave, fps in read_clips(rows, data, clip_box, (data.face_size, data.face_width), n):
+        yield faces, wave, fps
 
 
 def lse_metrics(model: SyncNet, rows: ManifestRows, data: SyncDataConfig, n_clips: int, *, offset_clips: int = 0,
