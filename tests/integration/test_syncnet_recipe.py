@@ -60,14 +60,14 @@ def test_train_and_eval_end_to_end(tmp_path, corpus):
 
 @pytest.mark.slow
 def test_kill_resume_equals_uninterrupted(tmp_path, corpus):
-    args = _args(corpus, "trainer.max_steps=10", "trainer.checkpoint_every_n_steps=1", "trainer.val_every_n_steps=null",
-                 "eval.lse_clips=0")
+    args = _args(corpus, "trainer.max_steps=24", "trainer.checkpoint_every_n_steps=1", "trainer.val_every_n_steps=null",
+                 "eval.lse_clips=0")                  # 24 steps: a 10-step run once ended before the watcher saw step 2
     kill_step = random.Random().randint(2, 6)          # 10 train clips / 8 per batch: crosses epoch ends
     killed, full, step = kill_and_resume(args, tmp_path, kill_step)
     assert step >= kill_step
     assert same_weights(killed, full), f"resumed from step {step} differs from the uninterrupted run"
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (killed, full))
-    assert a["steps"] == b["steps"] == 10 and a["sync_acc"] == b["sync_acc"] and a["train_loss"] == b["train_loss"]
+    assert a["steps"] == b["steps"] == 24 and a["sync_acc"] == b["sync_acc"] and a["train_loss"] == b["train_loss"]
 
 
 def test_gpu_configs_load_and_match_their_presets():
