@@ -49,9 +49,12 @@ def run_killed(args: list[str], out: Path, kill_step: int, *, timeout: float = 6
     ckpt, seen, deadline = out / "last.ckpt", 0.0, time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if ckpt.is_file() and ckpt.stat().st_mtime != seen:
-                seen = ckpt.stat().st_mtime
-                if ckpt_step(ckpt) >= kill_step:
+            mtime = ckpt.stat().st_mtime if ckpt.is_file() else seen
+            if mtime != seen:
+                step = ckpt_step(ckpt)
+                if step >= 0:              # a file caught mid-write is read again (its mtime can stay put)
+                    seen = mtime
+                if step >= kill_step:
                     os.kill(proc.pid, signal.SIGKILL)
                     break
             time.sleep(0.05)
