@@ -49,7 +49,10 @@ def run_killed(args: list[str], out: Path, kill_step: int, *, timeout: float = 6
     ckpt, seen, deadline = out / "last.ckpt", 0.0, time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            mtime = ckpt.stat().st_mtime if ckpt.is_file() else seen
+            try:
+                mtime = ckpt.stat().st_mtime
+            except OSError:                    # not written yet (or being replaced)
+                mtime = seen
             if mtime != seen:
                 step = ckpt_step(ckpt)
                 if step >= 0:              # a file caught mid-write is read again (its mtime can stay put)
